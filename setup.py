@@ -1,0 +1,43 @@
+"""Installs mixup_jax: `pip install -e .` (see README.md for the extras)."""
+
+import setuptools
+
+_CORE = [
+    "jax>=0.10",
+    "flax>=0.10",
+    "optax>=0.2",
+    "chex>=0.1.87",
+    "orbax-checkpoint>=0.11",
+    "tensorflow-datasets>=4.9.7",
+    "grain>=0.2.10",
+    "ml_collections>=1.0",
+    "numpy>=1.26",
+    "absl-py>=2.0",
+]
+_EXPERIMENTS = [
+    "matplotlib>=3.8",  # results plots and notebooks
+    "scikit-learn>=1.4",  # offline demo data (digits) that ships in the wheel
+    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
+]
+_TEST = _EXPERIMENTS + [
+    "pytest>=8",
+    "scipy>=1.11",  # Kolmogorov-Smirnov tests of the sampled weights
+    "nbmake>=1.5",  # executes the notebooks in colabs/
+]
+
+setuptools.setup(
+    name="mixup_jax",
+    version="0.1.0",
+    description="mixup (Zhang et al., ICLR 2018) in JAX/Flax, with the paper's experiments.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["mixup_jax", "mixup_jax.*", "experiments", "experiments.*"]),
+    install_requires=_CORE,
+    extras_require={
+        "experiments": _EXPERIMENTS,
+        "test": _TEST,
+        "tf": ["tensorflow>=2.16"],
+    },
+)

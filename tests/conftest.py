@@ -1,0 +1,29 @@
+"""Test setup: 8 CPU devices and the offline data directory, before JAX is imported."""
+
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+os.environ.setdefault("MIXUP_JAX_DATA_DIR", str(_REPO.parent / "shared" / "data"))
+
+import jax  # noqa: E402  (imported after the flags above on purpose)
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+  """The offline copies of the paper's datasets (see README: Data)."""
+  path = pathlib.Path(os.environ["MIXUP_JAX_DATA_DIR"])
+  if not path.is_dir():
+    pytest.fail(f"MIXUP_JAX_DATA_DIR={path} is not a directory; point it at the offline data.")
+  return path
+
+
+def pytest_sessionstart(session):
+  del session
+  assert jax.device_count() == 8, f"tests expect 8 CPU devices, got {jax.devices()}"
