@@ -1,0 +1,22 @@
+"""mixup_jax: mixup (Zhang et al., ICLR 2018) for JAX and Flax."""
+
+from mixup_jax.losses import (
+    cross_entropy_with_ids,
+    mixed_cross_entropy,
+    sigmoid_binary_cross_entropy,
+    softmax_cross_entropy,
+    topk_accuracy,
+    topk_correct,
+)
+from mixup_jax.mixing import (
+    Mixing,
+    add_gaussian_noise,
+    apply_mixing,
+    as_target_rows,
+    mix,
+    mix_targets,
+    sample_mixing,
+    smooth_labels,
+)
+
+__version__ = "0.1.0"

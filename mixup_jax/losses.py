@@ -1,0 +1,102 @@
+"""Soft-target losses and accuracy against the original hard labels.
+
+All losses are computed in float32 from `log_softmax` whatever the logits' dtype,
+and return one value per example so the caller chooses the reduction (a masked mean
+for padded evaluation batches, for example).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def softmax_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Cross-entropy with soft targets: -sum_c targets_c * log_softmax(logits)_c.
+
+  Args:
+    logits: [B, C] any float dtype.
+    targets: [B, C] rows (one-hot, mixed or smoothed), float.
+  Returns:
+    [B] float32.
+  """
+  if logits.shape != targets.shape:
+    raise ValueError(
+        f"logits {logits.shape} and targets {targets.shape} must have the same shape; "
+        "turn class ids into rows with mixup_jax.as_target_rows(y, num_classes)."
+    )
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return -jnp.sum(targets.astype(jnp.float32) * log_probs, axis=-1)
+
+
+def cross_entropy_with_ids(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """[B] float32 cross-entropy against [B] integer class ids."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return -jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+def mixed_cross_entropy(
+    logits: jax.Array, labels_a: jax.Array, labels_b: jax.Array, lam: jax.Array
+) -> jax.Array:
+  """lam * CE(y_a) + (1 - lam) * CE(y_b): the authors' PyTorch form of mixup's loss.
+
+  Equal to `softmax_cross_entropy(logits, lam * onehot(y_a) + (1 - lam) * onehot(y_b))`.
+
+  Args:
+    logits: [B, C].
+    labels_a, labels_b: [B] integer ids of the two mixed examples.
+    lam: scalar or [B] weight of labels_a.
+  Returns:
+    [B] float32.
+  """
+  lam = jnp.asarray(lam, jnp.float32)
+  return lam * cross_entropy_with_ids(logits, labels_a) + (
+      1.0 - lam
+  ) * cross_entropy_with_ids(logits, labels_b)
+
+
+def sigmoid_binary_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Binary cross-entropy with soft targets in [0, 1] (the mixup GAN's loss).
+
+  Elementwise, float32, stable for large |logits|:
+  -t * log(sigmoid(z)) - (1 - t) * log(1 - sigmoid(z)).
+  """
+  logits = logits.astype(jnp.float32)
+  targets = jnp.broadcast_to(jnp.asarray(targets, jnp.float32), logits.shape)
+  return -targets * jax.nn.log_sigmoid(logits) - (1.0 - targets) * jax.nn.log_sigmoid(
+      -logits
+  )
+
+
+def topk_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
+  """[B] float32: 1 where the label is among the k highest logits, else 0.
+
+  Ties are broken by `jax.lax.top_k` (lower index first).
+  """
+  if labels.ndim != 1:
+    raise ValueError(f"labels must be [B] integer class ids, got shape {labels.shape}.")
+  if not 1 <= k <= logits.shape[-1]:
+    raise ValueError(f"k must lie in [1, {logits.shape[-1]}], got {k}.")
+  _, top = jax.lax.top_k(logits, k)
+  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+
+
+def topk_accuracy(
+    logits: jax.Array,
+    labels: jax.Array,
+    ks: Sequence[int] = (1, 5),
+    mask: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+  """Float32 top-k accuracies {"top1": ..., "top5": ...}, optionally over mask rows.
+
+  k larger than the number of classes is skipped (top-5 of a 2-class problem).
+  """
+  weights = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+  denom = jnp.maximum(weights.sum(), 1.0)
+  return {
+      f"top{k}": jnp.sum(topk_correct(logits, labels, k) * weights) / denom
+      for k in ks
+      if k <= logits.shape[-1]
+  }
