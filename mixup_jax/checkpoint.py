@@ -1,0 +1,310 @@
+"""Checkpoints of a training run, for exact resume after preemption.
+
+One checkpoint is one Orbax step directory holding everything a run needs to
+continue as if it had never stopped:
+
+  <directory>/<step>/state      the train state (params, batch statistics,
+                                optimizer state, step, rng) and any other
+                                arrays the loop carries (metric accumulators)
+  <directory>/<step>/data_iter  the input pipeline's iterator position
+                                (grain; one file per process)
+  <directory>/<step>/config     the run's config, as JSON
+  <directory>/<step>/history    the metric records up to this step, as JSON
+
+Saves are asynchronous: `save` returns once the arrays are copied to the host
+and the files are written in the background. The directory keeps the last
+`max_to_keep` checkpoints plus the one with the best `best_metric` (lowest test
+error by default), which Orbax ranks from the `metrics` passed to `save`.
+
+Restoring is loud, never silent: unfinished (temporary) step directories left
+by a killed save are skipped with a log line, and an unreadable latest
+checkpoint falls back to the previous one with a warning (it is moved aside, so
+that the run can save that step again). A directory whose checkpoints are all
+unreadable raises instead of starting a fresh run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any, Mapping, Sequence
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+try:  # grain registers its Orbax handler only when Orbax is importable.
+  from grain.checkpoint import CheckpointRestore as _IterRestore
+  from grain.checkpoint import CheckpointSave as _IterSave
+except ImportError as e:  # pragma: no cover: grain is a core dependency
+  raise ImportError("mixup_jax.checkpoint needs grain's Orbax handler.") from e
+
+PyTree = Any
+
+_TMP_MARKER = ".orbax-checkpoint-tmp"
+_STATE, _DATA_ITER, _CONFIG, _HISTORY = "state", "data_iter", "config", "history"
+_policies = ocp.checkpoint_managers
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """What a checkpoint gives back.
+
+  Attributes:
+    step: the step the checkpoint was saved at (number of updates done).
+    state: the state pytree, with the structure, shapes, dtypes and shardings of
+      the template passed to `restore_latest`.
+    history: the metric records saved with it (all have step <= `step`).
+    config: the config of the run that saved it, as a JSON dict.
+    path: the step directory it was read from.
+  """
+
+  step: int
+  state: PyTree
+  history: list[dict[str, Any]]
+  config: dict[str, Any] | None
+  path: pathlib.Path
+
+
+class Checkpointer:
+  """Saves and restores a run's checkpoints in one directory.
+
+  Usage, in a training loop:
+
+    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=3)
+    restored = ckpt.restore_latest(state, data_iter)   # None on a fresh run
+    ...
+    ckpt.save(step, state, data_iter=data_iter, config=config.to_dict(),
+              history=history, metrics={"test_error": err})
+    ...
+    ckpt.close()   # waits for the last asynchronous save
+
+  The loop decides when to save (every N steps, after an eval, at the end, on
+  SIGTERM); this class only writes and reads.
+  """
+
+  def __init__(
+      self,
+      directory: str | pathlib.Path,
+      *,
+      max_to_keep: int = 3,
+      best_metric: str | None = "test_error",
+      best_mode: str = "min",
+      async_save: bool = True,
+  ):
+    """Opens (or creates) a checkpoint directory.
+
+    Args:
+      directory: where the step directories live; created if missing.
+      max_to_keep: how many of the most recent checkpoints to keep (>= 1).
+      best_metric: key of the `metrics` dict given to `save` whose best value
+        marks a checkpoint to keep besides the recent ones; None keeps only the
+        recent ones.
+      best_mode: 'min' (errors, losses) or 'max' (accuracies).
+      async_save: write in a background thread (True) or block in `save`.
+    """
+    if max_to_keep < 1:
+      raise ValueError(f"max_to_keep must be >= 1 (the latest is needed to resume), got {max_to_keep}.")
+    if best_mode not in ("min", "max"):
+      raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
+    self.directory = pathlib.Path(directory).absolute()
+    self.best_metric = best_metric
+    self.best_mode = best_mode
+    self._log_unfinished()
+    policies = [_policies.LatestN(max_to_keep)]
+    if best_metric is not None:
+      policies.append(
+          _policies.BestN(
+              get_metric_fn=lambda metrics: metrics[best_metric],
+              reverse=best_mode == "min",  # BestN keeps the end of the sorted list
+              n=1,
+              keep_checkpoints_without_metrics=False,
+          )
+      )
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=_policies.AnyPreservationPolicy(policies),
+        # best_fn only makes Orbax write each step's metrics, so that the best
+        # checkpoint is still known (and kept) after a restart.
+        best_fn=None if best_metric is None else (lambda metrics: metrics[best_metric]),
+        best_mode=best_mode,
+        enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True,  # after `_log_unfinished` named them
+        create=True,
+    )
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  # ----------------------------------------------------------------------------
+  # Reading
+  # ----------------------------------------------------------------------------
+
+  def all_steps(self) -> list[int]:
+    """The steps of the finished checkpoints, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    """The step of the newest finished checkpoint, or None."""
+    steps = self.all_steps()
+    return steps[-1] if steps else None
+
+  def best_step(self) -> int | None:
+    """The step of the kept checkpoint with the best `best_metric`, or None."""
+    if self.best_metric is None:
+      return None
+    scored = []
+    for step in self.all_steps():
+      metrics = self._manager.metrics(step)
+      if metrics is not None and self.best_metric in metrics:
+        scored.append((metrics[self.best_metric], step))
+    if not scored:
+      return None
+    return (min(scored) if self.best_mode == "min" else max(scored))[1]
+
+  def step_path(self, step: int) -> pathlib.Path:
+    """The directory of the checkpoint at `step`."""
+    return self.directory / str(step)
+
+  def restore_latest(self, state_template: PyTree, data_iter: Any = None) -> Restored | None:
+    """Restores the newest readable checkpoint; None when there is none at all.
+
+    Args:
+      state_template: a pytree like the saved state (concrete arrays or
+        `jax.ShapeDtypeStruct`s); restored arrays take its shapes, dtypes and
+        shardings.
+      data_iter: the input iterator (a grain iterator) to move to the saved
+        position, in place; None to leave the input pipeline alone.
+
+    Returns:
+      The restored checkpoint, or None if the directory holds no finished one.
+
+    Raises:
+      RuntimeError: every finished checkpoint is unreadable. Starting a fresh
+        run over a directory of broken checkpoints would silently discard it.
+    """
+    steps = self.all_steps()
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
+    failures = []
+    for step in reversed(steps):
+      try:
+        restored = self._restore(step, abstract, data_iter)
+      except Exception as e:  # pylint: disable=broad-except: any read failure falls back
+        failures.append(f"step {step}: {type(e).__name__}: {e}")
+        older = [s for s in steps if s < step]
+        moved = self._quarantine(step)
+        logging.warning(
+            "Checkpoint %s is unreadable (%s: %s); moved it to %s and falling back to %s.",
+            self.step_path(step), type(e).__name__, e, moved,
+            f"step {older[-1]}" if older else "nothing",
+        )
+        continue
+      logging.info("Restored checkpoint %s (step %d).", self.step_path(step), step)
+      return restored
+    if failures:
+      raise RuntimeError(
+          f"No readable checkpoint in {self.directory} (tried: {'; '.join(failures)}). "
+          "Refusing to start from scratch over them: fix or remove that directory."
+      )
+    return None
+
+  def _restore(self, step: int, abstract: PyTree, data_iter: Any) -> Restored:
+    items = {p.name for p in self.step_path(step).iterdir() if p.is_dir()}
+    missing = {_STATE, _HISTORY} - items
+    if missing:
+      raise ValueError(f"checkpoint lacks item(s) {sorted(missing)}")
+    args = {_STATE: ocp.args.StandardRestore(abstract), _HISTORY: ocp.args.JsonRestore()}
+    if _CONFIG in items:
+      args[_CONFIG] = ocp.args.JsonRestore()
+    if data_iter is not None:
+      if _DATA_ITER not in items:
+        raise ValueError("checkpoint holds no input iterator state, but one was given to restore")
+      args[_DATA_ITER] = _IterRestore(data_iter)
+    out = self._manager.restore(step, args=ocp.args.Composite(**args))
+    history = out[_HISTORY]["records"]
+    late = [r["step"] for r in history if r["step"] > step]
+    if late:
+      raise ValueError(f"history holds records after the checkpoint step: {late[:3]}")
+    return Restored(
+        step=step,
+        state=out[_STATE],
+        history=history,
+        config=out[_CONFIG] if _CONFIG in items else None,
+        path=self.step_path(step),
+    )
+
+  def _quarantine(self, step: int) -> pathlib.Path:
+    """Moves an unreadable step aside (kept for inspection) so it can be redone."""
+    target = self.directory.parent / f"{self.directory.name}_unreadable" / f"{step}-{int(time.time())}"
+    if jax.process_index() == 0:
+      target.parent.mkdir(parents=True, exist_ok=True)
+      self.step_path(step).rename(target)
+    self._manager.reload()
+    return target
+
+  def _log_unfinished(self) -> None:
+    """Names the step directories a killed save left unfinished (they are skipped)."""
+    if not self.directory.is_dir():
+      return
+    for path in sorted(self.directory.iterdir()):
+      if _TMP_MARKER in path.name:
+        logging.info("Skipping unfinished checkpoint %s (a save was interrupted); removing it.", path)
+
+  # ----------------------------------------------------------------------------
+  # Writing
+  # ----------------------------------------------------------------------------
+
+  def save(
+      self,
+      step: int,
+      state: PyTree,
+      *,
+      history: Sequence[Mapping[str, Any]],
+      data_iter: Any = None,
+      config: Mapping[str, Any] | None = None,
+      metrics: Mapping[str, float] | None = None,
+  ) -> bool:
+    """Starts an asynchronous save of one checkpoint.
+
+    Args:
+      step: the number of updates done; the step directory's name.
+      state: pytree of arrays (the train state and anything else to carry).
+      history: JSON-able metric records, each with a 'step' <= `step`.
+      data_iter: the input iterator whose position to save (grain), or None.
+      config: the run's config as a JSON-able dict, or None.
+      metrics: values that rank checkpoints (must hold `best_metric` to be a
+        candidate for the best); None for a checkpoint that is only recent.
+
+    Returns:
+      False if a checkpoint at `step` already exists (nothing written), else True.
+    """
+    if step in self._manager.all_steps():
+      return False
+    late = [r["step"] for r in history if r["step"] > step]
+    if late:
+      raise ValueError(f"history has records after step {step} (steps {late[:3]}); pass only those up to it.")
+    args = {
+        _STATE: ocp.args.StandardSave(state),
+        _HISTORY: ocp.args.JsonSave({"records": list(history)}),
+    }
+    if config is not None:
+      args[_CONFIG] = ocp.args.JsonSave(dict(config))
+    if data_iter is not None:
+      args[_DATA_ITER] = _IterSave(data_iter)
+    if metrics is not None:
+      metrics = {k: float(v) for k, v in metrics.items()}
+    return self._manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=True)
+
+  def wait(self) -> None:
+    """Blocks until the pending asynchronous save is on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def __enter__(self) -> "Checkpointer":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
