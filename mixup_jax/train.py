@@ -1,0 +1,521 @@
+"""The train and eval steps that every experiment uses.
+
+  tx = optim.sgd(optim.cifar_schedule(steps_per_epoch), weight_decay=1e-4)
+  state = create_train_state(jax.random.PRNGKey(0), model, tx, images[:1])
+  train_step = jax.jit(make_train_step(num_classes=10, alpha=1.0))
+  state, metrics = train_step(state, {"image": images, "label": labels})
+
+A batch takes this path through `train_step`, top to bottom:
+  keys:     step_rng = fold_in(state.rng, state.step), one sub-key per purpose
+  augment:  augment_fn(key, uint8 images) -> float images, per group of rows
+  mix:      sample_mixing -> apply_mixing on the inputs (or inside the model at a
+            stage) and mix_targets on the labels; ERM when alpha = 0
+  noise:    optional Gaussian input noise (Table 5's baseline), per group of rows
+  loss:     soft-target cross-entropy, the mean over this device's rows
+  gradient: averaged over devices under `axis_name` (see `_mean_over_devices`)
+  update:   the optax transformation in the state; new BatchNorm statistics
+
+Groups of rows. A data-parallel run over D devices gives every device its own keys
+for augmentation and noise (`fold_in(key, device index)`), and `sample_mixing` pairs
+rows within each device. A single device with `num_groups=D` applies exactly the
+same keys to D contiguous groups of rows, so the two runs compute the same numbers
+(tested in tests/test_parallel.py). Dropout inside the model cannot be split by
+groups: its key is `fold_in(key, device index)` per device and one key on a single
+device, so runs with dropout agree only in distribution across device counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mixup_jax import losses
+from mixup_jax import mixing as mixing_lib
+from mixup_jax import optim
+from mixup_jax.train_state import TrainState, create_train_state
+
+Batch = Mapping[str, jax.Array]
+Metrics = dict[str, jax.Array]
+AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+__all__ = [
+    "TrainState",
+    "create_train_state",
+    "make_train_step",
+    "make_eval_step",
+    "eval_metrics_from_sums",
+    "pad_batch",
+]
+
+# Sub-streams of the step key, so adding a purpose never shifts the others.
+_MIXING, _DROPOUT, _AUGMENT, _NOISE, _STAGE = range(5)
+# Mixing stages of the residual CIFAR models: 0 = input, 1-4 = before residual
+# stage k, 5 = before the final pool and linear layer.
+_MODEL_STAGES = range(0, 6)
+
+
+# ------------------------------------------------------------------------------
+# Validation at build time.
+# ------------------------------------------------------------------------------
+
+
+def _check_choice(name: str, value, choices) -> None:
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
+
+
+def _stages(mix_stage) -> tuple[int, ...] | None:
+  """None (mix the inputs in the step) or the tuple of model stages to draw from."""
+  if mix_stage is None:
+    return None
+  stages = (mix_stage,) if isinstance(mix_stage, int) else tuple(mix_stage)
+  if not stages or any(
+      not isinstance(k, int) or isinstance(k, bool) or k not in _MODEL_STAGES
+      for k in stages
+  ):
+    raise ValueError(
+        f"mix_stage must be None, an int in 0..5, or a non-empty sequence of them "
+        f"(a stage drawn per step), got {mix_stage!r}."
+    )
+  if len(set(stages)) != len(stages):
+    raise ValueError(f"mix_stage lists a stage twice: {mix_stage!r}.")
+  return stages
+
+
+def _check_options(
+    num_classes, alpha, granularity, pairing, num_sources, targets, prob,
+    global_pairing, num_groups, label_smoothing, stages, mix_start_step,
+    input_noise_sigma, augment_fn, axis_name,
+) -> None:
+  """Rejects bad or contradictory options of make_train_step, naming the field."""
+  if not isinstance(num_classes, int) or num_classes < 2:
+    raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+  if not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha < 0:
+    raise ValueError(f"alpha must be a finite number >= 0 (0 is ERM), got {alpha!r}.")
+  _check_choice("granularity", granularity, mixing_lib.GRANULARITIES)
+  _check_choice("pairing", pairing, mixing_lib.PAIRINGS)
+  _check_choice("targets", targets, mixing_lib.TARGET_MODES)
+  if not isinstance(num_sources, int) or num_sources < 2:
+    raise ValueError(f"num_sources must be an int >= 2, got {num_sources!r}.")
+  if not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
+    raise ValueError(f"prob must lie in [0, 1], got {prob!r}.")
+  if not isinstance(num_groups, int) or num_groups < 1:
+    raise ValueError(f"num_groups must be a positive int, got {num_groups!r}.")
+  if axis_name is not None and num_groups != 1:
+    raise ValueError(
+        "num_groups must be 1 under axis_name: each device is one group already."
+    )
+  if global_pairing and axis_name is None:
+    raise ValueError("global_pairing=True needs axis_name (pmap or shard_map).")
+  if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing <= 1.0:
+    raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}.")
+  if not isinstance(mix_start_step, int) or mix_start_step < 0:
+    raise ValueError(f"mix_start_step must be an int >= 0, got {mix_start_step!r}.")
+  if (
+      not isinstance(input_noise_sigma, (int, float))
+      or not np.isfinite(input_noise_sigma)
+      or input_noise_sigma < 0
+  ):
+    raise ValueError(
+        f"input_noise_sigma must be a finite number >= 0, got {input_noise_sigma!r}."
+    )
+  if augment_fn is not None and not callable(augment_fn):
+    raise ValueError("augment_fn must be a function (rng, images) -> float images.")
+  if alpha == 0:
+    for name, used in (
+        ("mix_stage", stages is not None),
+        ('pairing="given"', pairing == "given"),
+        ("mix_start_step", mix_start_step > 0),
+    ):
+      if used:
+        raise ValueError(f"{name} needs mixing: set alpha > 0 (alpha = 0 is ERM).")
+  if stages is not None and pairing == "given":
+    raise ValueError(
+        'pairing="given" mixes the inputs with a partner batch; it cannot be combined '
+        "with mix_stage (the model has no partner activations)."
+    )
+
+
+# ------------------------------------------------------------------------------
+# Pieces of the step.
+# ------------------------------------------------------------------------------
+
+
+def _inputs(batch: Batch, *, train: bool) -> tuple[jax.Array, jax.Array]:
+  """The input array ('image' or 'input') and the [B] integer labels of a batch."""
+  if not isinstance(batch, Mapping):
+    raise ValueError(f"batch must be a dict of arrays, got {type(batch).__name__}.")
+  names = [k for k in ("image", "input") if k in batch]
+  if len(names) != 1:
+    raise ValueError(
+        f"batch must hold exactly one of 'image' or 'input', got keys {sorted(batch)}."
+    )
+  if "label" not in batch:
+    raise ValueError(f"batch has no 'label' ([B] int class ids); keys {sorted(batch)}.")
+  if train and "mask" in batch:
+    raise ValueError(
+        "training batches must be full: 'mask' (padding) is for eval_step only."
+    )
+  x, labels = batch[names[0]], batch["label"]
+  if jnp.ndim(labels) != 1 or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+    raise ValueError(
+        f"batch['label'] must be [B] integer class ids, got shape {jnp.shape(labels)} "
+        f"dtype {jnp.result_type(labels)}."
+    )
+  if jnp.shape(x)[:1] != jnp.shape(labels):
+    raise ValueError(
+        f"batch['{names[0]}'] has {jnp.shape(x)[:1]} rows but batch['label'] has "
+        f"{jnp.shape(labels)}."
+    )
+  return x, labels
+
+
+def _per_group(fn, key, x, num_groups: int, axis_name):
+  """fn(fold_in(key, g), rows of group g) for each group g of rows.
+
+  Under `axis_name` this device is one group, g = its index on the axis; otherwise
+  the batch is cut into `num_groups` contiguous groups, so one device reproduces what
+  num_groups devices draw.
+  """
+  if axis_name is not None:
+    return fn(jax.random.fold_in(key, jax.lax.axis_index(axis_name)), x)
+  if x.shape[0] % num_groups:
+    raise ValueError(f"batch size {x.shape[0]} is not divisible by num_groups={num_groups}.")
+  grouped = x.reshape((num_groups, -1) + x.shape[1:])
+  keys = jax.vmap(lambda g: jax.random.fold_in(key, g))(jnp.arange(num_groups))
+  out = jax.vmap(fn)(keys, grouped)
+  return out.reshape((-1,) + out.shape[2:])
+
+
+def _varying_axes(x: jax.Array) -> frozenset:
+  """The mapped axes over which x may differ, as JAX's type system tracks them.
+
+  Inside `jax.shard_map` (check_vma=True) this is tracked for every value; under
+  pmap or shard_map(check_vma=False) it is empty for everything.
+  """
+  aval = jax.typeof(x)
+  manual = getattr(aval, "mat", None)
+  if manual is not None:
+    return frozenset(manual.varying)
+  return frozenset(getattr(aval, "vma", None) or ())
+
+
+def _mean_over_devices(grads, axis_name, probe: jax.Array):
+  """The global-batch gradient from each device's gradient of its own mean loss.
+
+  Under pmap (and shard_map without type tracking) every device holds the gradient
+  of its own loss, and their mean is the global one. Inside `jax.shard_map` with
+  replicated (device-invariant) parameters, JAX already summed the per-device
+  gradients when it transposed the broadcast of the parameters, so the mean is that
+  sum / D and a further pmean would add a redundant all-reduce. `probe` (this
+  device's inputs, always varying) tells whether varying-ness is tracked at all.
+  """
+  if axis_name is None:
+    return grads
+  if axis_name not in _varying_axes(probe):
+    return jax.lax.pmean(grads, axis_name)
+  size = jax.lax.axis_size(axis_name)
+
+  def mean(g):
+    if axis_name in _varying_axes(g):
+      return jax.lax.pmean(g, axis_name)
+    return g / size
+
+  return jax.tree.map(mean, grads)
+
+
+def _call_model(state: TrainState, params, x, rngs, **kwargs):
+  """(logits, new batch_stats) of a training-mode forward pass."""
+  if state.batch_stats:
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    logits, updates = state.apply_fn(
+        variables, x, train=True, rngs=rngs, mutable=["batch_stats"], **kwargs
+    )
+    return logits, updates["batch_stats"]
+  logits = state.apply_fn({"params": params}, x, train=True, rngs=rngs, **kwargs)
+  return logits, {}
+
+
+# ------------------------------------------------------------------------------
+# The train step.
+# ------------------------------------------------------------------------------
+
+
+def make_train_step(
+    *,
+    num_classes: int,
+    alpha: float = 0.0,
+    granularity: str = "batch",
+    pairing: str = "random",
+    num_sources: int = 2,
+    targets: str = "mixed",
+    prob: float = 1.0,
+    global_pairing: bool = False,
+    num_groups: int = 1,
+    label_smoothing: float = 0.0,
+    mix_stage: int | Sequence[int] | None = None,
+    mix_start_step: int = 0,
+    input_noise_sigma: float = 0.0,
+    augment_fn: AugmentFn | None = None,
+    axis_name: str | None = None,
+    learning_rate_fn: optax.Schedule | None = None,
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """Builds `train_step(state, batch) -> (state, metrics)`, pure and jittable.
+
+  Args:
+    num_classes: C of the integer labels.
+    alpha: lambda ~ Beta(alpha, alpha); 0 is ERM (no mixing, no mixing cost).
+    granularity, pairing, num_sources, prob, global_pairing, num_groups: as in
+      `mixup_jax.sample_mixing`. num_groups > 1 pairs rows within contiguous groups
+      and gives each group its own augmentation and noise keys: set it to the
+      number of devices to reproduce a data-parallel run (or to keep the pairing
+      gather local when the batch is sharded by `jax.jit`).
+    targets: "mixed" (the paper) or "closest" (Table 5's "mix inputs only").
+    label_smoothing: epsilon of the paper's label smoothing, with or without mixing.
+    mix_stage: None mixes the inputs in the step; an int k in 0..5 asks the model to
+      mix its activations at stage k (`model(x, train, mixing=, mix_stage=k)`); a
+      sequence of stages draws one uniformly per step, the same on every device.
+    mix_start_step: updates of ERM before mixing starts (the speech recipe's
+      5-epoch warm-up: `optim.epochs_to_steps(5, steps_per_epoch)`).
+    input_noise_sigma: std of Gaussian noise added to the (mixed) inputs.
+    augment_fn: `augment_fn(rng, images) -> float32 images`, run on each group of
+      rows with its own key (the host ships uint8; this also normalises). Must be
+      pure JAX so it can be vmapped over groups. Without it the inputs must already
+      be floating point.
+    axis_name: the mapped axis when the step runs per device (pmap / shard_map).
+      Gradients and metrics are averaged over it; the model must be built with the
+      same axis_name so BatchNorm averages its statistics over it.
+    learning_rate_fn: the schedule, used for the 'learning_rate' metric only when
+      the optimizer state does not record its rate (optimizers from
+      mixup_jax.optim do).
+
+  Batch keys: 'image' (or 'input') [B, ...], 'label' int [B]; optional 'true_label'
+  int [B] (label-corruption runs), 'partner_image' and 'partner_label' (for
+  pairing="given", row i is mixed with partner row i).
+
+  Metrics (float32 scalars, averaged over the devices): 'loss' (the soft-target
+  cross-entropy minimised), 'accuracy' (top-1 of the outputs on the mixed inputs
+  against each row's own label), 'true_label_accuracy' (if the batch has
+  'true_label'), 'lambda' (mean weight of each row's own example; 1 for ERM),
+  'grad_norm' (global norm of the averaged gradient, before weight decay) and
+  'learning_rate' (the rate of this update).
+  """
+  stages = _stages(mix_stage)
+  _check_options(
+      num_classes, alpha, granularity, pairing, num_sources, targets, prob,
+      global_pairing, num_groups, label_smoothing, stages, mix_start_step,
+      input_noise_sigma, augment_fn, axis_name,
+  )
+  use_mixing = alpha > 0
+
+  def prepare(key, x):
+    return _per_group(augment_fn, key, x, num_groups, axis_name) if augment_fn else x
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    x, labels = _inputs(batch, train=True)
+    step_rng = jax.random.fold_in(state.rng, state.step)
+    key = lambda purpose: jax.random.fold_in(step_rng, purpose)
+
+    x = prepare(jax.random.fold_in(key(_AUGMENT), 0), x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      raise ValueError(
+          f"model inputs have dtype {x.dtype}: pass augment_fn (or preprocess the "
+          "batch) to turn them into floating point."
+      )
+
+    model_kwargs = {}
+    if use_mixing:
+      partner = None
+      if pairing == "given":
+        if "partner_image" not in batch or "partner_label" not in batch:
+          raise ValueError(
+              'pairing="given" needs batch keys "partner_image" and "partner_label".'
+          )
+        partner = prepare(jax.random.fold_in(key(_AUGMENT), 1), batch["partner_image"])
+      alpha_now = alpha
+      if mix_start_step:
+        alpha_now = jnp.where(state.step >= mix_start_step, alpha, 0.0)
+      mixing = mixing_lib.sample_mixing(
+          key(_MIXING), alpha_now, x.shape[0],
+          granularity=granularity, pairing=pairing,
+          labels=labels if pairing == "same_class" else None,
+          num_sources=num_sources, prob=prob, axis_name=axis_name,
+          global_pairing=global_pairing, num_groups=num_groups,
+      )
+      targets_rows = mixing_lib.mix_targets(
+          mixing, labels, num_classes=num_classes, mode=targets,
+          label_smoothing=label_smoothing,
+          partner_y=batch["partner_label"] if partner is not None else None,
+      )
+      if stages is None:
+        x = mixing_lib.apply_mixing(mixing, x, partner)
+      else:
+        model_kwargs["mixing"] = mixing
+      lam = jnp.mean(mixing.lam)
+    else:
+      targets_rows = mixing_lib.as_target_rows(labels, num_classes, label_smoothing)
+      lam = jnp.ones((), jnp.float32)
+
+    if input_noise_sigma:
+      noise = lambda k, rows: mixing_lib.add_gaussian_noise(k, rows, input_noise_sigma)
+      x = _per_group(noise, key(_NOISE), x, num_groups, axis_name)
+
+    dropout_key = key(_DROPOUT)
+    if axis_name is not None:
+      dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
+    rngs = {"dropout": dropout_key}
+
+    def forward(params):
+      if stages is None:
+        return _call_model(state, params, x, rngs, **model_kwargs)
+      branches = [
+          lambda p, k=k: _call_model(state, p, x, rngs, mix_stage=k, **model_kwargs)
+          for k in stages
+      ]
+      if len(branches) == 1:
+        return branches[0](params)
+      index = jax.random.randint(key(_STAGE), (), 0, len(branches))
+      return jax.lax.switch(index, branches, params)
+
+    def loss_fn(params):
+      logits, batch_stats = forward(params)
+      # The mean over this device's rows: gradients are averaged over devices after.
+      loss = jnp.mean(losses.softmax_cross_entropy(logits, targets_rows))
+      return loss, (logits, batch_stats)
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
+    grads = _mean_over_devices(grads, axis_name, x)
+    new_state = state.apply_gradients(grads, batch_stats)
+
+    metrics = {
+        "loss": loss,
+        "accuracy": jnp.mean(losses.topk_correct(logits, labels, 1)),
+        "lambda": lam,
+    }
+    if "true_label" in batch:
+      metrics["true_label_accuracy"] = jnp.mean(
+          losses.topk_correct(logits, batch["true_label"], 1)
+      )
+    if axis_name is not None:
+      metrics = jax.lax.pmean(metrics, axis_name)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["learning_rate"] = _learning_rate(new_state, state.step, learning_rate_fn)
+    return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+  return train_step
+
+
+def _learning_rate(new_state: TrainState, step, learning_rate_fn) -> jax.Array:
+  """The rate the update just used, from the optimizer state or the schedule."""
+  rate = optim.learning_rate_of(new_state.opt_state)
+  if rate is not None:
+    return rate
+  if learning_rate_fn is None:
+    raise ValueError(
+        "the optimizer state does not record its learning rate: build it with "
+        "mixup_jax.optim (or optax.inject_hyperparams), or pass learning_rate_fn."
+    )
+  return jnp.asarray(learning_rate_fn(step), jnp.float32)
+
+
+# ------------------------------------------------------------------------------
+# The eval step.
+# ------------------------------------------------------------------------------
+
+
+def make_eval_step(
+    *,
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+    axis_name: str | None = None,
+) -> Callable[[TrainState, Batch], Metrics]:
+  """Builds `eval_step(state, batch) -> sums`, exact over padded batches.
+
+  Args:
+    preprocess_fn: deterministic `images -> float32 images` (normalisation of the
+      uint8 images the host ships); None when the inputs are already float.
+    axis_name: the mapped axis under pmap / shard_map; sums are summed over it.
+
+  The batch may carry 'mask' [B] (1 for real rows, 0 for padding, see `pad_batch`),
+  so the last partial batch counts every example exactly once.
+
+  Returns sums (float32 scalars): 'loss' (cross-entropy against the labels), 'top1'
+  and 'top5' (correct predictions; top5 only when there are >= 5 classes) and
+  'count' (real rows). `eval_metrics_from_sums` turns accumulated sums into errors.
+  """
+  if preprocess_fn is not None and not callable(preprocess_fn):
+    raise ValueError("preprocess_fn must be a function images -> float images.")
+
+  def eval_step(state: TrainState, batch: Batch) -> Metrics:
+    x, labels = _inputs(batch, train=False)
+    if preprocess_fn is not None:
+      x = preprocess_fn(x)
+    mask = batch.get("mask")
+    mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+    if mask.shape != labels.shape:
+      raise ValueError(f"batch['mask'] must be [B]={labels.shape}, got {mask.shape}.")
+    logits = state.apply_fn(state.variables, x, train=False)
+    # Padded rows may hold any label (even out of range): select, don't multiply.
+    safe_labels = jnp.where(mask > 0, labels, 0)
+    loss = losses.cross_entropy_with_ids(logits, safe_labels)
+    sums = {
+        "loss": jnp.sum(jnp.where(mask > 0, loss, 0.0)),
+        "top1": jnp.sum(losses.topk_correct(logits, safe_labels, 1) * mask),
+        "count": jnp.sum(mask),
+    }
+    if logits.shape[-1] >= 5:
+      sums["top5"] = jnp.sum(losses.topk_correct(logits, safe_labels, 5) * mask)
+    if axis_name is not None:
+      sums = jax.lax.psum(sums, axis_name)
+    return sums
+
+  return eval_step
+
+
+def eval_metrics_from_sums(sums: Mapping[str, Any]) -> dict[str, float]:
+  """{'loss', 'top1_error', 'top5_error'} from summed eval_step outputs.
+
+  Errors are in percent, as in the paper's tables. Raises ValueError on count 0.
+  """
+  count = float(np.asarray(sums["count"]))
+  if count <= 0:
+    raise ValueError("eval sums have count 0: no real examples were evaluated.")
+  out = {
+      "loss": float(np.asarray(sums["loss"])) / count,
+      "top1_error": 100.0 * (1.0 - float(np.asarray(sums["top1"])) / count),
+  }
+  if "top5" in sums:
+    out["top5_error"] = 100.0 * (1.0 - float(np.asarray(sums["top5"])) / count)
+  return out
+
+
+def pad_batch(batch: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+  """Pads a (last, partial) host batch with zero rows to batch_size and adds 'mask'.
+
+  Args:
+    batch: dict of numpy arrays with a common leading dimension n <= batch_size.
+    batch_size: the fixed size the compiled eval step expects.
+
+  Returns:
+    The padded batch with 'mask' float32 [batch_size]: 1 for the n real rows.
+  """
+  sizes = {k: np.shape(v)[0] for k, v in batch.items() if k != "mask"}
+  if len(set(sizes.values())) != 1:
+    raise ValueError(f"batch arrays have different leading sizes: {sizes}.")
+  n = next(iter(sizes.values()))
+  if n > batch_size:
+    raise ValueError(f"batch has {n} rows, more than batch_size={batch_size}.")
+  old_mask = np.asarray(batch.get("mask", np.ones(n)), np.float32)
+  padded = {}
+  for k, v in batch.items():
+    if k == "mask":
+      continue
+    v = np.asarray(v)
+    padded[k] = np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
+  padded["mask"] = np.concatenate([old_mask, np.zeros(batch_size - n, np.float32)])
+  return padded
