@@ -12,10 +12,14 @@ Modules: `pipeline` (the loader), `registry` (names -> datasets), `images`
 `speech`, `uci`, `toy` (the other datasets).
 """
 
+from mixup_jax.data import augment
+from mixup_jax.data import corruption
+from mixup_jax.data import neighbors
 from mixup_jax.data.pipeline import ArraySource
 from mixup_jax.data.pipeline import eval_batches
 from mixup_jax.data.pipeline import num_eval_batches
 from mixup_jax.data.pipeline import RandomAccessSource
+from mixup_jax.data.pipeline import read_array
 from mixup_jax.data.pipeline import steps_per_epoch
 from mixup_jax.data.pipeline import train_iterator
 from mixup_jax.data.pipeline import TrainIterator

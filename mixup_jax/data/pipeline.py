@@ -122,6 +122,15 @@ class ArraySource:
     return f"ArraySource({fields})"
 
 
+def read_array(source: RandomAccessSource, key: str) -> np.ndarray:
+  """All values of `key` in a split, stacked to [N, ...] (direct for an ArraySource)."""
+  if isinstance(source, ArraySource):
+    if key not in source.arrays:
+      raise ValueError(f"{source!r} has no {key!r} array.")
+    return source.arrays[key]
+  return np.stack([np.asarray(source[i][key]) for i in range(len(source))])
+
+
 def steps_per_epoch(num_records: int, global_batch_size: int) -> int:
   """Training steps in one epoch: the last `num_records % global_batch_size` are dropped."""
   _check_positive_int("global_batch_size", global_batch_size)
