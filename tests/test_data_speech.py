@@ -143,6 +143,9 @@ def test_tfds_builder_from_folder_and_from_archive(release, folder_splits, tmp_p
         np.testing.assert_array_equal(splits[split][i]["audio"], expected[i]["audio"])
         assert splits[split][i]["label"] == expected[i]["label"]
     assert len(splits["train"]) == 205
+  ds = data_lib.get_dataset("speech_commands", source="tfds", data_dir=tmp_path / "from_archive")
+  assert (ds.num_train, ds.num_validation, ds.num_test) == (205, 44, 51)
+  np.testing.assert_array_equal(ds.test[3]["spectrogram"], speech.spectrogram(folder_splits["test"][3]["audio"]))
 
 
 def test_registry_dataset_feeds_the_loader(data_dir, release):

@@ -339,8 +339,8 @@ class SpeechCommandsV001(tfds.core.GeneratorBasedBuilder):
   name = "speech_commands_v0_01"
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Official v0.01 splits; raw 16 kHz int16 clips."}
-  # Set explicitly because TFDS's own lookup imports `importlib_resources`, which a
-  # TensorFlow-free install does not have.
+  # Where TFDS looks for a checksums file. Set explicitly because TFDS's own lookup
+  # imports `importlib_resources`, which TFDS requires only on Python < 3.9.
   code_path = epath.Path(__file__)
 
   def __init__(self, *, source: str | os.PathLike | None = None, file_format: str = "array_record", **kwargs):

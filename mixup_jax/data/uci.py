@@ -327,9 +327,8 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 
 def _impute_and_standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Training-median imputation of NaN, then training mean/std standardisation."""
-  observed = ~np.isnan(x_train)
   if np.isnan(x_train).any() or np.isnan(x_test).any():
-    empty = np.flatnonzero(~observed.any(axis=0))
+    empty = np.flatnonzero(np.isnan(x_train).all(axis=0))
     if empty.size:
       raise ValueError(f"columns {empty.tolist()} have no observed training value to impute from.")
     median = np.nanmedian(x_train, axis=0)
@@ -397,7 +396,7 @@ class Uci(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   # Where TFDS looks for a checksums file. Set explicitly because TFDS's own lookup
-  # imports `importlib_resources`, which a TensorFlow-free install does not have.
+  # imports `importlib_resources`, which TFDS requires only on Python < 3.9.
   code_path = epath.Path(__file__)
   RELEASE_NOTES = {"1.0.0": "Stratified 80/20 split with seed 0 (Arcene: official train/valid)."}
   BUILDER_CONFIGS = [
@@ -406,7 +405,8 @@ class Uci(tfds.core.GeneratorBasedBuilder):
   ]
 
   def __init__(self, *, raw_data_dir: str | os.PathLike | None = None, file_format: str = "array_record", **kwargs):
-    """`raw_data_dir` holds `uci/<name>/` (None: $MIXUP_JAX_DATA_DIR); other args as TFDS."""
+    """`raw_data_dir` holds `uci/<name>/` (None: $MIXUP_JAX_DATA_DIR, or TFDS's download
+    dir when that is unset); other args as TFDS (file_format defaults to ArrayRecord)."""
     self._raw_data_dir = raw_data_dir
     super().__init__(file_format=file_format, **kwargs)
 
