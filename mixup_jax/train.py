@@ -369,20 +369,16 @@ def make_train_step(
       dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
     rngs = {"dropout": dropout_key}
 
-    def forward(params):
-      if stages is None:
-        return _call_model(state, params, x, rngs, **model_kwargs)
-      branches = [
-          lambda p, k=k: _call_model(state, p, x, rngs, mix_stage=k, **model_kwargs)
-          for k in stages
-      ]
-      if len(branches) == 1:
-        return branches[0](params)
-      index = jax.random.randint(key(_STAGE), (), 0, len(branches))
-      return jax.lax.switch(index, branches, params)
+    if stages is not None:
+      # One stage for the whole step (the same on every device): a Python int
+      # when fixed, else a traced draw that the model resolves with lax.cond.
+      model_kwargs["mix_stage"] = stages[0]
+      if len(stages) > 1:
+        index = jax.random.randint(key(_STAGE), (), 0, len(stages))
+        model_kwargs["mix_stage"] = jnp.asarray(stages, jnp.int32)[index]
 
     def loss_fn(params):
-      logits, batch_stats = forward(params)
+      logits, batch_stats = _call_model(state, params, x, rngs, **model_kwargs)
       # The mean over this device's rows: gradients are averaged over devices after.
       loss = jnp.mean(losses.softmax_cross_entropy(logits, targets_rows))
       return loss, (logits, batch_stats)
