@@ -133,7 +133,8 @@ def test_tfds_builder_from_folder_and_from_archive(release, folder_splits, tmp_p
   archive = tmp_path / "speech_commands_v0.01.tar"
   with tarfile.open(archive, "w") as tar:  # the official layout: ./word/file.wav at the top
     tar.add(release, arcname=".")
-  for input_path, out in ((release, tmp_path / "from_folder"), (archive, tmp_path / "from_archive")):
+  inputs = ((release, tmp_path / "from_folder"), (archive, tmp_path / "from_archive"))
+  for input_path, out in inputs:
     speech.SpeechCommandsV001(data_dir=out, source=input_path).download_and_prepare()
     splits = tfds.data_source("speech_commands_v0_01", data_dir=out, download=False)
     for split in ("validation", "test"):
@@ -145,7 +146,8 @@ def test_tfds_builder_from_folder_and_from_archive(release, folder_splits, tmp_p
     assert len(splits["train"]) == 205
   ds = data_lib.get_dataset("speech_commands", source="tfds", data_dir=tmp_path / "from_archive")
   assert (ds.num_train, ds.num_validation, ds.num_test) == (205, 44, 51)
-  np.testing.assert_array_equal(ds.test[3]["spectrogram"], speech.spectrogram(folder_splits["test"][3]["audio"]))
+  expected = speech.spectrogram(folder_splits["test"][3]["audio"])
+  np.testing.assert_array_equal(ds.test[3]["spectrogram"], expected)
 
 
 def test_registry_dataset_feeds_the_loader(data_dir, release):
@@ -156,4 +158,4 @@ def test_registry_dataset_feeds_the_loader(data_dir, release):
   assert batch["spectrogram"].shape == (4, 161, 101) and batch["label"].dtype == np.int32
   assert ds.eval_preprocess(batch["spectrogram"]).shape == (4, 161, 101, 1)
   with pytest.raises(FileNotFoundError, match=re.escape(speech.ARCHIVE_URL)):
-    data_lib.get_dataset("speech_commands", data_dir=data_dir)  # the subset is never picked silently
+    data_lib.get_dataset("speech_commands", data_dir=data_dir)  # never the subset silently

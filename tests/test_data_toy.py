@@ -23,7 +23,8 @@ def test_ring8_centres():
 def test_grid25_centres():
   centres = toy.gan_mode_centres("grid25")
   assert centres.shape == (25, 2)
-  assert sorted({tuple(c) for c in centres.tolist()}) == [(x, y) for x in range(-2, 3) for y in range(-2, 3)]
+  grid = [(x, y) for x in range(-2, 3) for y in range(-2, 3)]
+  assert sorted({tuple(c) for c in centres.tolist()}) == grid
   with pytest.raises(ValueError, match="not a GAN target"):
     toy.gan_mode_centres("ring9")
 
@@ -76,7 +77,8 @@ def test_registered_datasets():
   assert batch["features"].shape == (16, 2) and batch["label"].dtype == np.int32
   gan = data_lib.get_dataset("gan/grid25", num_train=19000, num_test=1000)
   assert gan.num_classes == 25 and gan.train.arrays["features"].shape == (19000, 2)
-  np.testing.assert_array_equal(gan.test.arrays["label"], toy.sample_gan_target_with_modes(KEY, "grid25", 20000)[1][19000:])
+  _, mode = toy.sample_gan_target_with_modes(KEY, "grid25", 20000)
+  np.testing.assert_array_equal(gan.test.arrays["label"], mode[19000:])
   np.testing.assert_array_equal(gan.info["centres"], toy.gan_mode_centres("grid25"))
   with pytest.raises(ValueError, match="generated"):
     data_lib.get_dataset("toy2d", source="tfds")

@@ -184,7 +184,8 @@ def test_registry_serves_every_uci_dataset_to_the_loader(data_dir):
   for name in uci.UCI_DATASETS:
     rows, features, num_classes, _ = _EXPECTED[name]
     ds = data_lib.get_dataset(f"uci/{name}", data_dir=data_dir)
-    assert (ds.num_train + ds.num_test, ds.input_shape, ds.num_classes) == (rows, (features,), num_classes)
+    assert ds.num_train + ds.num_test == rows
+    assert (ds.input_shape, ds.num_classes) == ((features,), num_classes)
     assert ds.input_key == "features"
   ds = data_lib.get_dataset("uci/iris", data_dir=data_dir)
   batch = next(data_lib.train_iterator(ds.train, global_batch_size=16, seed=0))

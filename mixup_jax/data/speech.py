@@ -63,7 +63,7 @@ def read_wav(file) -> np.ndarray:
   Returns:
     [L] int16.
   """
-  with wave.open(file if not isinstance(file, (str, os.PathLike)) else os.fspath(file), "rb") as wav:
+  with wave.open(os.fspath(file) if isinstance(file, (str, os.PathLike)) else file, "rb") as wav:
     form = (wav.getnchannels(), wav.getsampwidth(), wav.getframerate())
     if form != (1, 2, SAMPLE_RATE):
       raise ValueError(
@@ -136,7 +136,8 @@ def spectrogram_jax(audio: jax.Array, length: jax.Array) -> jax.Array:
   """
   audio, length = jnp.asarray(audio), jnp.asarray(length)
   if audio.ndim < 1 or length.shape != audio.shape[:-1]:
-    raise ValueError(f"length shape {length.shape} must equal audio shape {audio.shape} minus the last axis.")
+    raise ValueError(
+        f"length shape {length.shape} must equal audio shape {audio.shape} minus the last axis.")
   if not jnp.issubdtype(length.dtype, jnp.integer):
     raise ValueError(f"length dtype {length.dtype}: pass integer sample counts.")
   if audio.dtype == jnp.int16:
@@ -179,7 +180,8 @@ def list_folder(root: str | os.PathLike, split: str) -> list[tuple[str, int]]:
   root = pathlib.Path(root)
   lists = [root / "validation_list.txt", root / "testing_list.txt"]
   if not all(p.exists() for p in lists):
-    raise FileNotFoundError(f"{root} lacks validation_list.txt / testing_list.txt; is it a v0.01 release?")
+    raise FileNotFoundError(
+        f"{root} lacks validation_list.txt / testing_list.txt; is it a v0.01 release?")
   validation, test = (_read_list(p.read_text()) for p in lists)
   examples = []
   for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -213,8 +215,10 @@ def _iter_archive(path: pathlib.Path, split: str) -> Iterator[tuple[int, str, in
     if word and "/" not in word and file.endswith(".wav") and _check_word(word, path):
       names.append(name)
   if len(lists) != 2:
-    raise ValueError(f"{path} lacks validation_list.txt / testing_list.txt; is it the v0.01 archive?")
-  wanted = sorted(n for n in names if _split_of(n, lists["validation_list.txt"], lists["testing_list.txt"]) == split)
+    raise ValueError(
+        f"{path} lacks validation_list.txt / testing_list.txt; is it the v0.01 archive?")
+  validation, test = lists["validation_list.txt"], lists["testing_list.txt"]
+  wanted = sorted(n for n in names if _split_of(n, validation, test) == split)
   position = {name: i for i, name in enumerate(wanted)}
   for name, archive, member in _archive_members(path):
     if name in position:
@@ -222,7 +226,9 @@ def _iter_archive(path: pathlib.Path, split: str) -> Iterator[tuple[int, str, in
       yield position[name], name, WORDS.index(name.partition("/")[0]), audio
 
 
-def find_release(source: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+def find_release(
+    source: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None
+) -> pathlib.Path:
   """The v0.01 folder or archive.
 
   Args:
@@ -294,7 +300,8 @@ class SpeechCommandsSource:
     if self._output == "spectrogram":
       return {"spectrogram": spectrogram(audio), "label": label}
     if len(audio) > self._num_samples:
-      raise ValueError(f"example {index} has {len(audio)} samples; raise num_samples={self._num_samples}.")
+      raise ValueError(
+          f"example {index} has {len(audio)} samples; raise num_samples={self._num_samples}.")
     padded = np.zeros(self._num_samples, np.int16)
     padded[: len(audio)] = audio
     return {"audio": padded, "length": np.int32(len(audio)), "label": label}
@@ -314,7 +321,8 @@ def speech_commands_sources(
   """
   root = find_release(source, data_dir)
   if not root.is_dir():
-    raise ValueError(f"{root} is an archive; extract it, or prepare the TFDS builder SpeechCommandsV001.")
+    raise ValueError(
+        f"{root} is an archive; extract it, or prepare the TFDS builder SpeechCommandsV001.")
   return {split: SpeechCommandsSource(WavFolderSource(root, split), output) for split in SPLITS}
 
 
@@ -343,7 +351,13 @@ class SpeechCommandsV001(tfds.core.GeneratorBasedBuilder):
   # imports `importlib_resources`, which TFDS requires only on Python < 3.9.
   code_path = epath.Path(__file__)
 
-  def __init__(self, *, source: str | os.PathLike | None = None, file_format: str = "array_record", **kwargs):
+  def __init__(
+      self,
+      *,
+      source: str | os.PathLike | None = None,
+      file_format: str = "array_record",
+      **kwargs,
+  ):
     """`source`: the v0.01 folder or archive (None: `find_release()`); other args as TFDS."""
     self._source = source
     super().__init__(file_format=file_format, **kwargs)

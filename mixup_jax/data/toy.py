@@ -92,7 +92,8 @@ def sample_two_rings(rng: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
     raise ValueError(f"n={n} must be non-negative.")
   angle_rng, noise_rng = jax.random.split(rng)
   y = jnp.arange(n, dtype=jnp.int32) % 2
-  radius = jnp.asarray(TWO_RINGS_RADII, jnp.float32)[y] + TWO_RINGS_NOISE * jax.random.normal(noise_rng, (n,))
+  noise = TWO_RINGS_NOISE * jax.random.normal(noise_rng, (n,))
+  radius = jnp.asarray(TWO_RINGS_RADII, jnp.float32)[y] + noise
   angle = jax.random.uniform(angle_rng, (n,), maxval=2 * jnp.pi)
   return jnp.stack([radius * jnp.cos(angle), radius * jnp.sin(angle)], axis=1), y
 
@@ -106,7 +107,9 @@ def _split_sample(x: jax.Array, y: jax.Array, num_train: int) -> dict[str, pipel
   }
 
 
-def toy2d_sources(rng: jax.Array, num_train: int = 1000, num_test: int = 1000) -> dict[str, pipeline.ArraySource]:
+def toy2d_sources(
+    rng: jax.Array, num_train: int = 1000, num_test: int = 1000
+) -> dict[str, pipeline.ArraySource]:
   """{'train', 'test'}: one sample of the Figure 1b problem split in two.
 
   Each is a random-access source of {'features': [2] float32, 'label': int32}; both
@@ -140,7 +143,8 @@ def _register_gan(name: str) -> None:
     may instead draw fresh points with `sample_gan_target`)."""
     del data_dir
     _check_offline(f"gan/{name}", source)
-    splits = _split_sample(*sample_gan_target_with_modes(jax.random.key(seed), name, num_train + num_test), num_train)
+    x, mode = sample_gan_target_with_modes(jax.random.key(seed), name, num_train + num_test)
+    splits = _split_sample(x, mode, num_train)
     centres = gan_mode_centres(name)
     return registry.Dataset(
         name=f"gan/{name}", train=splits["train"], test=splits["test"], num_classes=len(centres),

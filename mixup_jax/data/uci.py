@@ -110,7 +110,8 @@ def _to_float(path: pathlib.Path, rows: list[list[str]]) -> np.ndarray:
   try:
     return np.array([[np.nan if v == "?" else float(v) for v in r] for r in rows])
   except ValueError as e:
-    raise ValueError(f"{path}: non-numeric value ({e}); replace it with the original UCI file.") from e
+    raise ValueError(
+        f"{path}: non-numeric value ({e}); replace it with the original UCI file.") from e
 
 
 def _read_abalone(folder: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +268,9 @@ def _download(name: str, folder: pathlib.Path) -> None:
     ) from e
 
 
-def uci_folder(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> pathlib.Path:
+def uci_folder(
+    name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True
+) -> pathlib.Path:
   """The folder `<data_dir>/uci/<name>/` holding the original files, fetched if absent.
 
   Args:
@@ -285,7 +288,8 @@ def uci_folder(name: str, data_dir: str | os.PathLike | None = None, *, download
     if not download:
       raise FileNotFoundError(
           f"UCI dataset {name!r}: the files {list(_SPECS[name].files)} are not in {folder}. "
-          f"Pass download=True (needs a network) or put the files from {list(_SPECS[name].urls)} there."
+          f"Pass download=True (needs a network) or put the files from "
+          f"{list(_SPECS[name].urls)} there."
       )
     _download(name, folder)
   return folder
@@ -299,7 +303,9 @@ def _read(name: str, folder: pathlib.Path) -> tuple[np.ndarray, ...]:
   return arrays
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Seeded stratified split of row indices.
 
   Within each class the rows are permuted with `numpy.random.default_rng(seed)` and
@@ -325,7 +331,9 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
   return train_index, test_index
 
 
-def _impute_and_standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _impute_and_standardise(
+    x_train: np.ndarray, x_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
   """Training-median imputation of NaN, then training mean/std standardisation."""
   if np.isnan(x_train).any() or np.isnan(x_test).any():
     empty = np.flatnonzero(np.isnan(x_train).all(axis=0))
@@ -369,7 +377,8 @@ def load_uci(
     train_index, test_index = stratified_split(y, test_fraction, split_seed)
     x_train, y_train, x_test, y_test = x[train_index], y[train_index], x[test_index], y[test_index]
   x_train, x_test = _impute_and_standardise(x_train, x_test)
-  return UciData(x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32), spec.num_classes)
+  return UciData(
+      x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32), spec.num_classes)
 
 
 class UciConfig(tfds.core.BuilderConfig):
@@ -400,11 +409,18 @@ class Uci(tfds.core.GeneratorBasedBuilder):
   code_path = epath.Path(__file__)
   RELEASE_NOTES = {"1.0.0": "Stratified 80/20 split with seed 0 (Arcene: official train/valid)."}
   BUILDER_CONFIGS = [
-      UciConfig(name=n, num_features=s.num_features, num_classes=s.num_classes, description=f"UCI {n}.")
+      UciConfig(
+          name=n, num_features=s.num_features, num_classes=s.num_classes, description=f"UCI {n}.")
       for n, s in _SPECS.items()
   ]
 
-  def __init__(self, *, raw_data_dir: str | os.PathLike | None = None, file_format: str = "array_record", **kwargs):
+  def __init__(
+      self,
+      *,
+      raw_data_dir: str | os.PathLike | None = None,
+      file_format: str = "array_record",
+      **kwargs,
+  ):
     """`raw_data_dir` holds `uci/<name>/` (None: $MIXUP_JAX_DATA_DIR, or TFDS's download
     dir when that is unset); other args as TFDS (file_format defaults to ArrayRecord)."""
     self._raw_data_dir = raw_data_dir
@@ -414,7 +430,8 @@ class Uci(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     return tfds.core.DatasetInfo(
         builder=self,
-        description="UCI dataset of the mixup paper's Table 4, standardised with training statistics.",
+        description="UCI dataset of the mixup paper's Table 4, standardised with training "
+        "statistics.",
         features=tfds.features.FeaturesDict({
             "features": tfds.features.Tensor(shape=(config.num_features,), dtype=np.float32),
             "label": tfds.features.ClassLabel(num_classes=config.num_classes),
@@ -460,7 +477,8 @@ def _register(name: str) -> None:
     spec = _SPECS[name]
     if source == "tfds":
       if options:
-        raise ValueError(f"options {sorted(options)} apply to source='offline' only; the TFDS split is fixed.")
+        raise ValueError(
+            f"options {sorted(options)} apply to source='offline' only; the TFDS split is fixed.")
       train, test = (_tfds_split(name, split, data_dir) for split in ("train", "test"))
     else:
       data = load_uci(name, data_dir, **options)
