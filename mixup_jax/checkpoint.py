@@ -10,6 +10,8 @@ continue as if it had never stopped:
                                 (grain; one file per process)
   <directory>/<step>/config     the run's config, as JSON
   <directory>/<step>/history    the metric records up to this step, as JSON
+  <directory>/<step>/extra      anything else JSON-able the loop wants back
+                                (e.g. the wall time spent so far)
 
 Saves are asynchronous: `save` returns once the arrays are copied to the host
 and the files are written in the background. The directory keeps the last
@@ -43,7 +45,7 @@ except ImportError as e:  # pragma: no cover: grain is a core dependency
 PyTree = Any
 
 _TMP_MARKER = ".orbax-checkpoint-tmp"
-_STATE, _DATA_ITER, _CONFIG, _HISTORY = "state", "data_iter", "config", "history"
+_STATE, _DATA_ITER, _CONFIG, _HISTORY, _EXTRA = "state", "data_iter", "config", "history", "extra"
 _policies = ocp.checkpoint_managers
 
 
@@ -57,6 +59,7 @@ class Restored:
       the template passed to `restore_latest`.
     history: the metric records saved with it (all have step <= `step`).
     config: the config of the run that saved it, as a JSON dict.
+    extra: the `extra` dict given to `save` ({} if none).
     path: the step directory it was read from.
   """
 
@@ -64,6 +67,7 @@ class Restored:
   state: PyTree
   history: list[dict[str, Any]]
   config: dict[str, Any] | None
+  extra: dict[str, Any]
   path: pathlib.Path
 
 
@@ -212,8 +216,9 @@ class Checkpointer:
     if missing:
       raise ValueError(f"checkpoint lacks item(s) {sorted(missing)}")
     args = {_STATE: ocp.args.StandardRestore(abstract), _HISTORY: ocp.args.JsonRestore()}
-    if _CONFIG in items:
-      args[_CONFIG] = ocp.args.JsonRestore()
+    for name in (_CONFIG, _EXTRA):
+      if name in items:
+        args[name] = ocp.args.JsonRestore()
     if data_iter is not None:
       if _DATA_ITER not in items:
         raise ValueError("checkpoint holds no input iterator state, but one was given to restore")
@@ -228,6 +233,7 @@ class Checkpointer:
         state=out[_STATE],
         history=history,
         config=out[_CONFIG] if _CONFIG in items else None,
+        extra=out[_EXTRA] if _EXTRA in items else {},
         path=self.step_path(step),
     )
 
@@ -261,6 +267,7 @@ class Checkpointer:
       data_iter: Any = None,
       config: Mapping[str, Any] | None = None,
       metrics: Mapping[str, float] | None = None,
+      extra: Mapping[str, Any] | None = None,
   ) -> bool:
     """Starts an asynchronous save of one checkpoint.
 
@@ -272,6 +279,7 @@ class Checkpointer:
       config: the run's config as a JSON-able dict, or None.
       metrics: values that rank checkpoints (must hold `best_metric` to be a
         candidate for the best); None for a checkpoint that is only recent.
+      extra: any other JSON-able dict to get back in `Restored.extra`.
 
     Returns:
       False if a checkpoint at `step` already exists (nothing written), else True.
@@ -287,6 +295,8 @@ class Checkpointer:
     }
     if config is not None:
       args[_CONFIG] = ocp.args.JsonSave(dict(config))
+    if extra is not None:
+      args[_EXTRA] = ocp.args.JsonSave(dict(extra))
     if data_iter is not None:
       args[_DATA_ITER] = _IterSave(data_iter)
     if metrics is not None:

@@ -52,7 +52,8 @@ def _save_steps(directory, steps, errors=None, max_to_keep=2):
       done = step
       metrics = None if errors is None else {"test_error": errors[step]}
       assert ckpt.save(step, _state(step), history=_history(step), data_iter=data_iter,
-                       config={"alpha": 1.0, "name": "toy"}, metrics=metrics)
+                       config={"alpha": 1.0, "name": "toy"}, metrics=metrics,
+                       extra={"wall_time_s": step / 10})
   return data_iter
 
 
@@ -67,6 +68,7 @@ def test_round_trip_restores_state_iterator_history_and_config(tmp_path):
   _assert_trees_equal(restored.state, _state(5))
   assert restored.history == _history(5)
   assert restored.config == {"alpha": 1.0, "name": "toy"}
+  assert restored.extra == {"wall_time_s": 0.5}
   assert restored.path == (tmp_path / "ckpt" / "5").absolute()
   np.testing.assert_array_equal(next(data_iter), expected_next)
 

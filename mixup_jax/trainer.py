@@ -1,0 +1,689 @@
+"""The training loop every experiment runs: config in, results.json out.
+
+  results = train_and_evaluate(config, workdir)
+
+builds the dataset, the model, the optimizer and the train state from `config`
+(documented field by field in experiments/configs/default.py), then trains with
+periodic evaluation and checkpoints. Experiments that build their own data or
+model (a sweep over datasets and seeds) call the loop directly:
+
+  results = run_training(config, workdir, dataset=dataset, model=model)
+
+A run is a pure function of its config: every random number comes from
+`config.seed` (initialisation, data order, augmentation, mixing), so a run that
+is killed and restarted on the same workdir finishes bitwise identical to one
+that never stopped. The workdir holds:
+
+  checkpoints/      Orbax checkpoints (train state, data iterator position,
+                    config, metric history): the last few plus the best
+  metrics.jsonl     one JSON record per log / eval step, e.g.
+                    {"step": 390, "epoch": 1.0, "train/loss": ...}
+  tensorboard/      the same records as TensorBoard event files
+  results.json      final and best test error, best epoch, config, wall time
+
+Failure modes are loud: a bad config raises `ConfigError` naming the field
+before anything is built; SIGTERM saves a checkpoint and returns
+(`results['preempted']`); a non-finite loss raises `NonFiniteLossError` naming
+the step and the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import signal
+import statistics
+import sys
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mixup_jax import checkpoint as checkpoint_lib
+from mixup_jax import data as data_lib
+from mixup_jax import mixing as mixing_lib
+from mixup_jax import models as models_lib
+from mixup_jax import optim
+from mixup_jax import parallel
+from mixup_jax import train as train_lib
+
+PARALLEL_MODES = parallel.MODES
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cifar", "wrn", "imagenet", "speech")
+
+# A hook is called on the host after every train step with the number of
+# updates done and the (not yet synchronised) train state.
+Hook = Callable[[int, Any], None]
+
+
+class ConfigError(ValueError):
+  """A config field has a value the run cannot use; the message names it."""
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite; the message names the step."""
+
+
+# ------------------------------------------------------------------------------
+# Config validation: every check names the field and the fix.
+# ------------------------------------------------------------------------------
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}: {message}")
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = True) -> None:
+  """Raises ConfigError, naming the field, for any value the run cannot use.
+
+  Args:
+    config: a config like experiments/configs/default.py.
+    check_names: also check that `config.dataset` and `config.model` are
+      registered names (run_training skips this: it receives them built).
+  """
+  if check_names:
+    datasets = data_lib.list_datasets()
+    _require(config.dataset in datasets, "dataset",
+             f"unknown dataset {config.dataset!r}; valid names: {datasets}.")
+    _require(config.model in models_lib.MODEL_NAMES, "model",
+             f"unknown model {config.model!r}; valid names: {list(models_lib.MODEL_NAMES)}.")
+    unknown = sorted(set(config.model_options) - set(models_lib.model_options(config.model)))
+    _require(not unknown, "model_options",
+             f"{config.model} has no option(s) {unknown}; valid: {list(models_lib.model_options(config.model))}.")
+  _require(config.data_source in data_lib.registry.SOURCES, "data_source",
+           f"must be one of {data_lib.registry.SOURCES}, got {config.data_source!r}.")
+  _require(_is_number(config.label_corruption) and 0 <= config.label_corruption <= 1,
+           "label_corruption", f"must be a fraction in [0, 1], got {config.label_corruption!r}.")
+  _require(_is_int(config.data_workers) and config.data_workers >= 0, "data_workers",
+           f"must be an int >= 0, got {config.data_workers!r}.")
+
+  _require(config.optimizer in OPTIMIZERS, "optimizer",
+           f"must be one of {OPTIMIZERS}, got {config.optimizer!r}.")
+  _require(config.schedule in SCHEDULES, "schedule",
+           f"must be one of {SCHEDULES}, got {config.schedule!r}.")
+  _require(_is_number(config.learning_rate) and config.learning_rate > 0, "learning_rate",
+           f"must be a number > 0, got {config.learning_rate!r}.")
+  _require(_is_number(config.momentum) and 0 <= config.momentum < 1, "momentum",
+           f"must be in [0, 1), got {config.momentum!r}.")
+  _require(_is_number(config.weight_decay) and config.weight_decay >= 0, "weight_decay",
+           f"must be >= 0, got {config.weight_decay!r}.")
+  _require(_is_int(config.schedule_shift) and config.schedule_shift >= 0, "schedule_shift",
+           f"must be an int >= 0, got {config.schedule_shift!r}.")
+  _require(_is_int(config.num_epochs) and config.num_epochs >= 1, "num_epochs",
+           f"must be an int >= 1, got {config.num_epochs!r}.")
+  _require(_is_int(config.num_train_steps) and config.num_train_steps >= 0, "num_train_steps",
+           f"must be an int >= 0 (0: use num_epochs), got {config.num_train_steps!r}.")
+
+  num_devices = 1 if config.parallel == "jit" else jax.device_count()
+  _require(config.parallel in PARALLEL_MODES, "parallel",
+           f"must be one of {PARALLEL_MODES}, got {config.parallel!r}.")
+  for field in ("batch_size", "eval_batch_size"):
+    value = config[field]
+    _require(_is_int(value) and value >= 1, field, f"must be a positive int, got {value!r}.")
+    _require(value % num_devices == 0, field,
+             f"{value} is not divisible by the {num_devices} devices of parallel="
+             f"{config.parallel!r}: use a multiple of {num_devices}.")
+    _require(value % jax.process_count() == 0, field,
+             f"{value} is not divisible by the {jax.process_count()} processes.")
+
+  mix = config.mixup
+  _require(_is_number(mix.alpha) and math.isfinite(mix.alpha) and mix.alpha >= 0, "mixup.alpha",
+           f"must be a finite number >= 0 (0 trains by ERM), got {mix.alpha!r}.")
+  _require(mix.granularity in mixing_lib.GRANULARITIES, "mixup.granularity",
+           f"must be one of {mixing_lib.GRANULARITIES}, got {mix.granularity!r}.")
+  _require(mix.pairing in ("random", "same_class"), "mixup.pairing",
+           f"must be 'random' or 'same_class', got {mix.pairing!r}.")
+  _require(mix.targets in mixing_lib.TARGET_MODES, "mixup.targets",
+           f"must be one of {mixing_lib.TARGET_MODES}, got {mix.targets!r}.")
+  _require(_is_int(mix.num_sources) and mix.num_sources >= 2, "mixup.num_sources",
+           f"must be an int >= 2, got {mix.num_sources!r}.")
+  _require(_is_number(mix.prob) and 0 <= mix.prob <= 1, "mixup.prob",
+           f"must be in [0, 1], got {mix.prob!r}.")
+  _require(not mix.global_pairing or config.parallel in ("pmap", "shard_map"), "mixup.global_pairing",
+           f"needs a per-device step: set config.parallel to 'pmap' or 'shard_map', not {config.parallel!r}.")
+  _require(mix.granularity != "device" or config.parallel != "jit", "mixup.granularity",
+           "'device' needs several devices: set config.parallel to 'pmap', 'sharded' or 'shard_map'.")
+  _require(all(_is_int(k) and k in models_lib.MIX_STAGES[1:] for k in mix.stages), "mixup.stages",
+           f"must be a tuple of model stages in {models_lib.MIX_STAGES[1:]} (() mixes inputs), "
+           f"got {mix.stages!r}.")
+  _require(_is_int(mix.start_epoch) and mix.start_epoch >= 0, "mixup.start_epoch",
+           f"must be an int >= 0, got {mix.start_epoch!r}.")
+  _require(_is_number(config.label_smoothing) and 0 <= config.label_smoothing < 1,
+           "label_smoothing", f"must be in [0, 1), got {config.label_smoothing!r}.")
+  _require(_is_number(config.input_noise_sigma) and config.input_noise_sigma >= 0,
+           "input_noise_sigma", f"must be >= 0, got {config.input_noise_sigma!r}.")
+
+  _require(_is_int(config.seed) and config.seed >= 0, "seed", f"must be an int >= 0, got {config.seed!r}.")
+  _require(_is_int(config.log_every_steps) and config.log_every_steps >= 1, "log_every_steps",
+           f"must be an int >= 1, got {config.log_every_steps!r}.")
+  for field in ("eval_every_steps", "checkpoint_every_steps"):
+    _require(_is_int(config[field]) and config[field] >= 0, field,
+             f"must be an int >= 0 (0: every epoch), got {config[field]!r}.")
+  _require(_is_int(config.max_checkpoints_to_keep) and config.max_checkpoints_to_keep >= 1,
+           "max_checkpoints_to_keep", f"must be an int >= 1, got {config.max_checkpoints_to_keep!r}.")
+
+
+# ------------------------------------------------------------------------------
+# Building the pieces from a config.
+# ------------------------------------------------------------------------------
+
+
+def build_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+  """The dataset named by `config.dataset`, read from `config.data_dir`."""
+  return data_lib.get_dataset(
+      config.dataset,
+      data_dir=config.data_dir or None,
+      source=config.data_source,
+      label_corruption=config.label_corruption,
+      label_corruption_seed=config.seed,
+      **config.dataset_options.to_dict(),
+  )
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None = None):
+  """The model named by `config.model` with `config.model_options`."""
+  options = config.model_options.to_dict()
+  if axis_name is not None and "axis_name" in models_lib.model_options(config.model):
+    options["axis_name"] = axis_name
+  try:
+    return models_lib.get_model(config.model, num_classes, **options)
+  except ValueError as e:
+    raise ConfigError(f"config.model / config.model_options: {e}") from e
+
+
+def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
+  """The optax transformation of `config.optimizer` with `config.schedule`."""
+  lr, spe = config.learning_rate, steps_per_epoch
+  schedules = {
+      "constant": lambda: lr,
+      "cifar": lambda: optim.cifar_schedule(spe, base_lr=lr, shift_epochs=config.schedule_shift),
+      "wrn": lambda: optim.wrn_schedule(spe, base_lr=lr, shift_epochs=config.schedule_shift),
+      "imagenet": lambda: optim.imagenet_schedule(spe, num_epochs=config.num_epochs, base_lr=lr),
+      "speech": lambda: optim.speech_schedule(spe, num_epochs=config.num_epochs, base_lr=lr),
+  }
+  try:
+    schedule = schedules[config.schedule]()
+  except ValueError as e:
+    raise ConfigError(f"config.schedule={config.schedule!r}: {e}") from e
+  if config.optimizer == "sgd":
+    return optim.sgd(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
+  return optim.adam(schedule, weight_decay=config.weight_decay)
+
+
+# ------------------------------------------------------------------------------
+# Host-side helpers: metric accumulation, outputs, progress, SIGTERM.
+# ------------------------------------------------------------------------------
+
+
+def _accumulate(meter: dict, metrics: dict, step: jax.Array) -> dict:
+  """Adds one step's train metrics to the running sums, inside the compiled step.
+
+  `first_nonfinite` remembers the first step whose loss was NaN or infinite
+  (-1: none), so the error can name it even though the host looks only at
+  log steps.
+  """
+  bad = ~jnp.isfinite(metrics["loss"])
+  first = meter["first_nonfinite"]
+  return {
+      "sums": jax.tree.map(lambda s, m: s + m.astype(jnp.float32), meter["sums"], metrics),
+      "count": meter["count"] + 1,
+      "first_nonfinite": jnp.where((first < 0) & bad, step, first),
+  }
+
+
+def _empty_meter(metric_shapes: Mapping[str, Any]) -> dict:
+  return {
+      "sums": {k: jnp.zeros((), jnp.float32) for k in metric_shapes},
+      "count": jnp.zeros((), jnp.int32),
+      "first_nonfinite": jnp.full((), -1, jnp.int32),
+  }
+
+
+class _Outputs:
+  """metrics.jsonl and TensorBoard events of one run (written by process 0 only).
+
+  On resume the JSON-lines file is rewritten from the checkpoint's history, and
+  TensorBoard is told to drop events after the checkpoint step, so records
+  written by the interrupted run past its last checkpoint disappear from both.
+  """
+
+  def __init__(self, workdir: pathlib.Path | None, history: Sequence[Mapping[str, Any]], start_step: int):
+    self._enabled = workdir is not None and jax.process_index() == 0
+    if not self._enabled:
+      return
+    import tensorboardX  # pylint: disable=g-import-not-at-top: only writers need it
+
+    self._jsonl = open(workdir / "metrics.jsonl", "w", encoding="utf-8")
+    for record in history:
+      self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    self._tb = tensorboardX.SummaryWriter(
+        str(workdir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+
+  def write(self, record: Mapping[str, Any], extra_scalars: Mapping[str, float] = ()) -> None:
+    """Appends a record ({'step', 'epoch', name: value, ...}) to both outputs."""
+    if not self._enabled:
+      return
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    for key, value in {**record, **dict(extra_scalars)}.items():
+      if key != "step":
+        self._tb.add_scalar(key, value, record["step"])
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._enabled:
+      self._jsonl.close()
+      self._tb.close()
+
+
+class _Progress:
+  """One updating status line: step, throughput, latest metrics and ETA.
+
+  On a terminal the line is redrawn in place (at most twice a second); in a
+  log file it is printed once per log step.
+  """
+
+  def __init__(self, total: int, start: int, batch_size: int, stream=None):
+    self._stream = stream or sys.stderr
+    self._tty = self._stream.isatty()
+    self._enabled = jax.process_index() == 0
+    self._total, self._batch_size = total, batch_size
+    self._t0, self._step0 = time.monotonic(), start
+    self._last_draw = 0.0
+    self._status = ""
+
+  def set_status(self, text: str) -> None:
+    self._status = text
+
+  def steps_per_second(self, step: int) -> float:
+    elapsed = time.monotonic() - self._t0
+    return (step - self._step0) / elapsed if elapsed > 0 else 0.0
+
+  def update(self, step: int, *, force: bool = False) -> None:
+    if not self._enabled:
+      return
+    now = time.monotonic()
+    if not force and (not self._tty or now - self._last_draw < 0.5):
+      return
+    self._last_draw = now
+    rate = self.steps_per_second(step)
+    eta = (self._total - step) / rate if rate > 0 else float("nan")
+    line = (f"step {step}/{self._total} ({100 * step / self._total:.1f}%) | "
+            f"{rate:.2f} steps/s, {rate * self._batch_size:.0f} ex/s | {self._status} | "
+            f"ETA {_format_seconds(eta)}")
+    if self._tty:
+      self._stream.write("\r\033[K" + line)
+    else:
+      self._stream.write(line + "\n")
+    self._stream.flush()
+
+  def close(self) -> None:
+    if self._enabled and self._tty:
+      self._stream.write("\n")
+      self._stream.flush()
+
+
+def _format_seconds(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class _SigtermFlag:
+  """Turns SIGTERM into a flag the loop checks after every step.
+
+  Installed only in the main thread (where Python delivers signals); the
+  previous handler is restored on exit.
+  """
+
+  def __init__(self):
+    self.received = False
+    self._previous = None
+
+  def __enter__(self) -> "_SigtermFlag":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    self.received = True
+
+  def __exit__(self, *exc) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+# ------------------------------------------------------------------------------
+# The loop.
+# ------------------------------------------------------------------------------
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike[str] | None,
+    *,
+    hooks: Sequence[Hook] = (),
+) -> dict[str, Any]:
+  """Trains and evaluates the run `config` describes; resumes from `workdir`.
+
+  Args:
+    config: see experiments/configs/default.py.
+    workdir: where checkpoints, metrics and results.json go; a run whose
+      workdir holds a checkpoint continues from it. None: keep nothing.
+    hooks: called as `hook(step, train_state)` after every train step.
+
+  Returns:
+    The results (also written to workdir/results.json), see `run_training`.
+  """
+  validate_config(config)
+  dataset = build_dataset(config)
+  model = build_model(config, dataset.num_classes, parallel.DataParallel.create(config.parallel).axis_name)
+  return run_training(config, workdir, dataset=dataset, model=model, hooks=hooks)
+
+
+def run_training(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike[str] | None,
+    *,
+    dataset: data_lib.Dataset,
+    model: Any,
+    hooks: Sequence[Hook] = (),
+) -> dict[str, Any]:
+  """The training loop on an already built dataset and model.
+
+  For experiments that build many runs themselves (a sweep over datasets and
+  seeds): every config field except `dataset*`, `data_*`, `label_corruption`,
+  `model` and `model_options` is used. Under config.parallel 'pmap' or
+  'shard_map' the model must be built with `axis_name=parallel.AXIS_NAME`.
+
+  Args:
+    config: see experiments/configs/default.py.
+    workdir: where checkpoints, metrics and results.json go (resumed from when
+      it holds a checkpoint), or None for a run that keeps nothing on disk.
+    dataset: the data (`mixup_jax.data.get_dataset`).
+    model: a Flax module taking `(x, train=...)`, with `dataset.num_classes` outputs.
+    hooks: called as `hook(step, train_state)` after every train step.
+
+  Returns:
+    A dict with 'final_test_error', 'best_test_error', 'best_step',
+    'best_epoch', 'median_last_10_test_error' (errors in percent), the steps,
+    'wall_time_s', the checkpoint paths and 'config'; plus 'history' (every
+    metric record) in the returned dict only. A run stopped by SIGTERM returns
+    {'preempted': True, 'step': ..., 'checkpoint': ...} instead.
+  """
+  validate_config(config, check_names=False)
+  session_start = time.time()
+  workdir = pathlib.Path(workdir).absolute() if workdir else None
+  if workdir is not None and jax.process_index() == 0:
+    workdir.mkdir(parents=True, exist_ok=True)
+  dp = parallel.DataParallel.create(config.parallel)
+  try:
+    steps_per_epoch = data_lib.steps_per_epoch(dataset.num_train, config.batch_size)
+  except ValueError as e:
+    raise ConfigError(f"config.batch_size: {e}") from e
+  total = config.num_train_steps or config.num_epochs * steps_per_epoch
+  eval_every = config.eval_every_steps or steps_per_epoch
+  checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
+
+  train_iter = data_lib.train_iterator(
+      dataset.train, global_batch_size=config.batch_size, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      worker_count=config.data_workers, transforms=dataset.train_transforms)
+  state = train_lib.create_train_state(
+      jax.random.PRNGKey(config.seed), model, build_optimizer(config, steps_per_epoch),
+      jnp.zeros((1, *dataset.input_shape), jnp.float32))
+  train_step = train_lib.make_train_step(
+      num_classes=dataset.num_classes, augment_fn=dataset.train_preprocess,
+      **_mixing_options(config, steps_per_epoch), **dp.step_options)
+  eval_step = dp.compile_eval_step(train_lib.make_eval_step(
+      preprocess_fn=dataset.eval_preprocess, axis_name=dp.axis_name))
+
+  metric_names = _metric_names(train_step, state, _peek(train_iter, dataset.input_key), dp.axis_name)
+  carry = {"train_state": state, "meter": _empty_meter(metric_names)}
+
+  def carry_step(carry, batch):
+    state, metrics = train_step(carry["train_state"], batch)
+    return {"train_state": state, "meter": _accumulate(carry["meter"], metrics, state.step)}, metrics
+
+  step_fn = dp.compile_train_step(carry_step)
+
+  history: list[dict[str, Any]] = []
+  start_step, previous_wall_time = 0, 0.0
+  ckpt = None
+  config_json = json.loads(config.to_json_best_effort())
+  if workdir is not None:
+    ckpt = checkpoint_lib.Checkpointer(
+        workdir / "checkpoints", max_to_keep=config.max_checkpoints_to_keep, best_metric="test_error")
+    restored = ckpt.restore_latest(carry, train_iter)
+    if restored is not None:
+      carry, history, start_step = restored.state, restored.history, restored.step
+      previous_wall_time = restored.extra.get("wall_time_s", 0.0)
+      _log_config_changes(restored.config, config_json)
+      logging.info("Resuming from step %d (%s).", start_step, restored.path)
+  carry = dp.put_state(carry)
+
+  outputs = _Outputs(workdir, history, start_step)
+  progress = _Progress(total, start_step, config.batch_size)
+  progress.set_status(_status(history))
+
+  def wall_time() -> float:
+    return previous_wall_time + time.time() - session_start
+
+  def check_finite(step: int) -> dict[str, Any]:
+    """The host copy of the meter; raises if a loss since the last reset was not finite."""
+    meter = dp.get_metrics(carry["meter"])
+    bad = int(meter["first_nonfinite"])
+    if bad >= 0:
+      if ckpt is not None:
+        ckpt.wait()
+      last = ckpt.latest_step() if ckpt is not None else None
+      where = (f"the last good checkpoint is step {last} at {ckpt.step_path(last)}"
+               if last is not None else "no checkpoint was saved before it")
+      raise NonFiniteLossError(
+          f"The training loss became {float(meter['sums']['loss']):.4g} (not finite) at step {bad} "
+          f"(checked at step {step}); {where}. Lower config.learning_rate or check the data.")
+    return meter
+
+  step = start_step
+  with _SigtermFlag() as sigterm:
+    while step < total:
+      batch = _model_batch(next(train_iter), dataset.input_key)
+      carry, _ = step_fn(carry, dp.put_batch(batch))
+      step += 1
+      for hook in hooks:
+        hook(step, carry["train_state"])
+      epoch = step / steps_per_epoch
+      last = step == total
+
+      if step % config.log_every_steps == 0 or last:
+        meter = check_finite(step)
+        count = int(meter["count"])
+        record = {"step": step, "epoch": epoch}
+        record.update({f"train/{k}": float(v) / count for k, v in sorted(meter["sums"].items())})
+        history.append(record)
+        rate = progress.steps_per_second(step)
+        outputs.write(record, {"train/steps_per_second": rate,
+                               "train/examples_per_second": rate * config.batch_size})
+        carry = {**carry, "meter": dp.put_state(_empty_meter(metric_names))}
+        progress.set_status(_status(history))
+
+      eval_record = None
+      if step % eval_every == 0 or last:
+        eval_record = {"step": step, "epoch": epoch}
+        for split, source in (("validation", dataset.validation), ("test", dataset.test)):
+          if source is not None:
+            result = _evaluate(dp, eval_step, carry["train_state"], source, dataset, config.eval_batch_size)
+            eval_record.update({f"{split}/{_EVAL_NAMES[k]}": v for k, v in result.items()})
+        history.append(eval_record)
+        outputs.write(eval_record)
+        progress.set_status(_status(history))
+
+      if ckpt is not None and (step % checkpoint_every == 0 or last or sigterm.received):
+        check_finite(step)
+        ckpt.save(step, dp.get_state(carry), history=history, data_iter=train_iter,
+                  config=config_json, extra={"wall_time_s": wall_time()},
+                  metrics={"test_error": eval_record["test/error"]} if eval_record else None)
+      progress.update(step, force=last or step % config.log_every_steps == 0)
+
+      if sigterm.received and not last:
+        progress.close()
+        outputs.close()
+        where = "no workdir, nothing saved"
+        if ckpt is not None:
+          ckpt.close()
+          where = f"saved checkpoint {ckpt.step_path(step)}"
+        logging.warning("SIGTERM received: stopped at step %d of %d, %s; rerun the same command "
+                        "to resume.", step, total, where)
+        return {"preempted": True, "step": step,
+                "checkpoint": str(ckpt.step_path(step)) if ckpt is not None else None}
+
+  progress.close()
+  outputs.close()
+  if ckpt is not None:
+    ckpt.close()
+  results = _results(history, ckpt, step, total, steps_per_epoch, wall_time(), config_json)
+  results["resumed_from_step"] = start_step or None
+  if workdir is not None and jax.process_index() == 0:
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  logging.info("Finished %d steps: final test error %.2f%%, best %.2f%% at epoch %.1f.",
+               step, results["final_test_error"], results["best_test_error"], results["best_epoch"])
+  return {**results, "history": history}
+
+
+def _status(history: Sequence[Mapping[str, Any]]) -> str:
+  """The latest train loss and test error, for the progress line."""
+  parts = []
+  for key, fmt in (("train/loss", "loss {:.4f}"), ("test/error", "test error {:.2f}%")):
+    latest = [r[key] for r in history if key in r]
+    if latest:
+      parts.append(fmt.format(latest[-1]))
+  return ", ".join(parts) or "starting"
+
+
+_EVAL_NAMES = {"loss": "loss", "top1_error": "error", "top5_error": "top5_error"}
+
+
+def _mixing_options(config: ml_collections.ConfigDict, steps_per_epoch: int) -> dict[str, Any]:
+  """make_train_step's mixing keywords from config.mixup and friends."""
+  mix = config.mixup
+  options = {
+      "alpha": float(mix.alpha),
+      "label_smoothing": float(config.label_smoothing),
+      "input_noise_sigma": float(config.input_noise_sigma),
+  }
+  if mix.alpha > 0:
+    options.update(
+        granularity=mix.granularity, pairing=mix.pairing, num_sources=mix.num_sources,
+        targets=mix.targets, prob=float(mix.prob), global_pairing=mix.global_pairing,
+        mix_start_step=optim.epochs_to_steps(mix.start_epoch, steps_per_epoch),
+        mix_stage=tuple(mix.stages) or None)
+  return options
+
+
+def _model_batch(batch: Mapping[str, np.ndarray], input_key: str) -> dict[str, np.ndarray]:
+  """A loader batch as the steps take it: the input under 'image' or 'input', no 'index'."""
+  batch = {k: v for k, v in batch.items() if k != "index"}
+  if input_key not in ("image", "input"):
+    batch["input"] = batch.pop(input_key)
+  return batch
+
+
+def _peek(train_iter, input_key: str) -> dict[str, np.ndarray]:
+  """The first batch the iterator will yield, leaving its position unchanged."""
+  position = train_iter.get_state()
+  batch = next(train_iter)
+  train_iter.set_state(position)
+  return _model_batch(batch, input_key)
+
+
+def _metric_names(train_step, state, batch, axis_name: str | None) -> tuple[str, ...]:
+  """The keys of the train step's metrics, from its abstract evaluation.
+
+  A per-device step (axis_name set) is evaluated under a size-1 `vmap` that
+  binds the axis, since `eval_shape` alone has no mapped axis to reduce over.
+  """
+  fn = lambda b: train_step(state, b)[1]
+  if axis_name is not None:
+    fn = jax.vmap(fn, axis_name=axis_name)
+    batch = jax.tree.map(lambda x: x[None], batch)
+  return tuple(sorted(jax.eval_shape(fn, batch)))
+
+
+def _evaluate(dp, eval_step, state, source, dataset, batch_size: int) -> dict[str, float]:
+  """Loss and errors (percent) over every record of `source`, each counted once."""
+  total = None
+  for batch in data_lib.eval_batches(
+      source, global_batch_size=batch_size, process_index=jax.process_index(),
+      process_count=jax.process_count(), transforms=dataset.eval_transforms):
+    sums = eval_step(state, dp.put_batch(_model_batch(batch, dataset.input_key)))
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  return train_lib.eval_metrics_from_sums(dp.get_metrics(total))
+
+
+def _log_config_changes(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> None:
+  """Warns about every field that differs from the config of the checkpointed run."""
+  if saved is None:
+    return
+  changed = sorted(
+      k for k in set(_flatten(saved)) | set(_flatten(current))
+      if _flatten(saved).get(k) != _flatten(current).get(k))
+  if changed:
+    logging.warning("Resuming a run whose config differed in %s: the resumed run uses the new "
+                    "values.", ", ".join(f"{k} ({_flatten(saved).get(k)!r} -> "
+                                         f"{_flatten(current).get(k)!r})" for k in changed))
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def _results(history, ckpt, step, total, steps_per_epoch, wall_time, config_json) -> dict[str, Any]:
+  """The summary written to results.json (errors in percent)."""
+  evals = [r for r in history if "test/error" in r]
+  final = evals[-1]
+  best = min(evals, key=lambda r: r["test/error"])  # the earliest among ties
+  results = {
+      "final_test_error": final["test/error"],
+      "best_test_error": best["test/error"],
+      "best_step": best["step"],
+      "best_epoch": best["epoch"],
+      "median_last_10_test_error": statistics.median(r["test/error"] for r in evals[-10:]),
+  }
+  for key in ("test/top5_error", "validation/error", "validation/top5_error"):
+    if key in final:
+      results["final_" + key.replace("/", "_")] = final[key]
+  results.update(
+      final_step=step, num_train_steps=total, steps_per_epoch=steps_per_epoch,
+      wall_time_s=wall_time,
+      checkpoint=str(ckpt.step_path(step)) if ckpt is not None else None,
+      best_checkpoint=(str(ckpt.step_path(ckpt.best_step()))
+                       if ckpt is not None and ckpt.best_step() is not None else None),
+      config=config_json)
+  return results
