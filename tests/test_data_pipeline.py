@@ -210,3 +210,22 @@ def test_read_array_reads_any_source(cifar):
   assert pipeline.read_array(cifar.test, "label").shape == (10000,)
   wrapped = data.corruption.CorruptedLabels(_source(20), fraction=0.5, num_classes=7, seed=0)
   np.testing.assert_array_equal(pipeline.read_array(wrapped, "true_label"), np.arange(20) % 7)
+
+
+def test_peek_shows_the_next_batch_without_moving():
+  it = data.train_iterator(_source(50), global_batch_size=8, seed=6)
+  next(it)
+  peeked = it.peek()
+  assert it.next_step == 1
+  np.testing.assert_array_equal(next(it)["index"], peeked["index"])
+
+
+def test_register_dataset_as_call_and_decorator():
+  def build(*, data_dir=None, source="offline"):
+    del data_dir, source
+    return data.Dataset(name="tiny", train=_source(8), test=_source(4), num_classes=7,
+                        input_shape=())
+  assert data.register_dataset("test/tiny", build) is build
+  assert data.get_dataset("test/tiny").num_train == 8
+  with pytest.raises(ValueError, match="already registered"):
+    data.register_dataset("test/tiny")(lambda **kw: None)

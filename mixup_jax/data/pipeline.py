@@ -173,6 +173,10 @@ class TrainIterator(grain.DatasetIterator):
     """The step (counted from the start of training) of the next batch."""
     return self._next_step
 
+  def peek(self) -> Element:
+    """The batch the next `next()` returns, computed in this process; the position is kept."""
+    return self._batches[self._next_step]
+
   def _start(self) -> grain.DatasetIterator:
     if self._inner is None:
       dataset = self._batches[self._next_step:].to_iter_dataset(self._read_options)

@@ -106,8 +106,12 @@ class Dataset:
     return 0 if self.validation is None else len(self.validation)
 
 
-def register_dataset(name: str) -> Callable[[Builder], Builder]:
-  """Decorator: registers `builder(*, data_dir, source, **options) -> Dataset` as `name`."""
+def register_dataset(name: str, builder: Builder | None = None):
+  """Registers `builder(*, data_dir, source, **options) -> Dataset` as `name`.
+
+  Use as a decorator, `@register_dataset('toy2d')`, or call
+  `register_dataset('toy2d', build_toy2d)`; either returns the builder.
+  """
 
   def decorator(builder: Builder) -> Builder:
     if name in _BUILDERS and _BUILDERS[name] is not builder:
@@ -115,7 +119,7 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
     _BUILDERS[name] = builder
     return builder
 
-  return decorator
+  return decorator if builder is None else decorator(builder)
 
 
 def get_dataset(
