@@ -52,8 +52,6 @@ def test_crop_shifts_content_by_at_most_4_with_zero_fill_and_flips(backend):
 def test_jit_and_eager_augmentations_agree():
   images = _distinct_images(16)
   key = jax.random.key(3)
-  np.testing.assert_array_equal(augment.random_crop_flip(key, images),
-                                jax.jit(augment.random_crop_flip)(key, images))
   np.testing.assert_allclose(augment.cifar_train(key, images),
                              jax.jit(augment.cifar_train)(key, images), atol=1e-6)
 

@@ -369,7 +369,7 @@ class _TrainBatches(_Batches):
     _check_nonnegative_int("seed", seed)
     self._seed = seed
     self.steps_per_epoch = steps_per_epoch(self._num_records, self._global_batch_size)
-    self._order_cache: tuple[int, np.ndarray] | None = None
+    self._orders: dict[int, np.ndarray] = {}
 
   @property
   def fingerprint(self) -> dict[str, int]:
@@ -377,11 +377,13 @@ class _TrainBatches(_Batches):
             "num_records": self._num_records}
 
   def _order(self, epoch: int) -> np.ndarray:
-    """The permutation of the records visited in `epoch`."""
-    if self._order_cache is None or self._order_cache[0] != epoch:
-      rng = np.random.default_rng([_ORDER, self._seed, epoch])
-      self._order_cache = (epoch, rng.permutation(self._num_records))
-    return self._order_cache[1]
+    """The permutation of the records visited in `epoch` (this and the last epoch cached)."""
+    orders = self._orders  # Reading threads swap in a new dict, never mutate it.
+    if epoch not in orders:
+      order = np.random.default_rng([_ORDER, self._seed, epoch]).permutation(self._num_records)
+      orders = {e: o for e, o in orders.items() if e == epoch - 1} | {epoch: order}
+      self._orders = orders
+    return orders[epoch]
 
   def __len__(self) -> int:
     return sys.maxsize
