@@ -13,6 +13,8 @@ _CORE = [
     "ml_collections>=1.0",
     "numpy>=1.26",
     "absl-py>=2.0",
+    "pillow>=10",  # ImageNet JPEG decoding and resized crops without TensorFlow
+    "importlib_resources>=6",  # needed by tensorflow-datasets to prepare datasets
 ]
 _EXPERIMENTS = [
     "matplotlib>=3.8",  # results plots and notebooks
