@@ -12,6 +12,7 @@ and a message naming the field, before anything is loaded.
 
 import logging as std_logging
 import sys
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -39,7 +40,13 @@ class _OrbaxWarningsOnly(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], hooks: Sequence[trainer.Hook] = ()) -> None:
+  """Parses nothing itself (absl did): validates the config, then trains.
+
+  Args:
+    argv: the arguments absl left over (must be none).
+    hooks: passed to `trainer.train_and_evaluate` (called after every step).
+  """
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_OrbaxWarningsOnly())
@@ -53,7 +60,7 @@ def main(argv: list[str]) -> None:
   except trainer.ConfigError as e:
     print(f"Invalid config: {e}", file=sys.stderr)
     sys.exit(2)
-  trainer.train_and_evaluate(config, _WORKDIR.value)
+  trainer.train_and_evaluate(config, _WORKDIR.value, hooks=hooks)
 
 
 if __name__ == "__main__":

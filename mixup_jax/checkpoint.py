@@ -28,6 +28,7 @@ unreadable raises instead of starting a fresh run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import time
 from typing import Any, Mapping, Sequence
@@ -158,7 +159,7 @@ class Checkpointer:
     scored = []
     for step in self.all_steps():
       metrics = self._manager.metrics(step)
-      if metrics is not None and self.best_metric in metrics:
+      if metrics is not None and math.isfinite(metrics.get(self.best_metric, math.inf)):
         scored.append((metrics[self.best_metric], step))
     if not scored:
       return None
@@ -278,7 +279,8 @@ class Checkpointer:
       data_iter: the input iterator whose position to save (grain), or None.
       config: the run's config as a JSON-able dict, or None.
       metrics: values that rank checkpoints (must hold `best_metric` to be a
-        candidate for the best); None for a checkpoint that is only recent.
+        candidate for the best); without it the checkpoint ranks last and is
+        kept only while it is among the `max_to_keep` most recent.
       extra: any other JSON-able dict to get back in `Restored.extra`.
 
     Returns:
@@ -299,9 +301,12 @@ class Checkpointer:
       args[_EXTRA] = ocp.args.JsonSave(dict(extra))
     if data_iter is not None:
       args[_DATA_ITER] = _IterSave(data_iter)
-    if metrics is not None:
-      metrics = {k: float(v) for k, v in metrics.items()}
-    return self._manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=True)
+    metrics = {k: float(v) for k, v in (metrics or {}).items()}
+    if self.best_metric is not None and self.best_metric not in metrics:
+      # Not evaluated: ranks last, so it is kept only while among the recent ones.
+      metrics[self.best_metric] = math.inf if self.best_mode == "min" else -math.inf
+    return self._manager.save(
+        step, args=ocp.args.Composite(**args), metrics=metrics or None, force=True)
 
   def wait(self) -> None:
     """Blocks until the pending asynchronous save is on disk."""

@@ -450,9 +450,11 @@ def run_training(
       dataset.train, global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       worker_count=config.data_workers, transforms=dataset.train_transforms)
-  state = train_lib.create_train_state(
-      jax.random.PRNGKey(config.seed), model, build_optimizer(config, steps_per_epoch),
-      jnp.zeros((1, *dataset.input_shape), jnp.float32))
+  tx = build_optimizer(config, steps_per_epoch)
+  # One compiled initialisation instead of one small compilation per layer.
+  state = jax.jit(lambda rng: train_lib.create_train_state(
+      rng, model, tx, jnp.zeros((1, *dataset.input_shape), jnp.float32)))(
+          jax.random.PRNGKey(config.seed))
   train_step = train_lib.make_train_step(
       num_classes=dataset.num_classes, augment_fn=dataset.train_preprocess,
       **_mixing_options(config, steps_per_epoch), **dp.step_options)

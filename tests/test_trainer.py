@@ -1,0 +1,185 @@
+"""Tests of the training loop (mixup_jax.trainer) on the real Iris data, in process.
+
+The subprocess tests (SIGKILL, the command line) are in test_cli.py.
+"""
+
+import json
+import logging
+import os
+import signal
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments.configs import default
+from mixup_jax import data
+from mixup_jax import models
+from mixup_jax import trainer
+
+
+def _config(**overrides) -> ml_collections.ConfigDict:
+  """A tiny Iris run: MLP(16), batch 8 (15 steps per epoch), 30 steps."""
+  config = default.get_config()
+  config.dataset = "uci/iris"
+  config.model = "mlp"
+  config.model_options = ml_collections.ConfigDict({"hidden_sizes": (16,)})
+  config.optimizer = "adam"
+  config.learning_rate = 1e-2
+  config.weight_decay = 0.0
+  config.schedule = "constant"
+  config.batch_size = 8
+  config.eval_batch_size = 16
+  config.num_train_steps = 30
+  config.log_every_steps = 5
+  config.eval_every_steps = 15
+  config.checkpoint_every_steps = 10
+  for key, value in overrides.items():
+    node, name = config, key
+    while "." in name:
+      head, name = name.split(".", 1)
+      node = node[head]
+    node[name] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def iris(data_dir):
+  return data.get_dataset("uci/iris", data_dir=data_dir)
+
+
+def _run(config, workdir, iris, hooks=()):
+  model = models.get_model(config.model, iris.num_classes, **config.model_options.to_dict())
+  return trainer.run_training(config, workdir, dataset=iris, model=model, hooks=hooks)
+
+
+def _saved_state(workdir, step):
+  """The train state saved at `step`, as numpy arrays."""
+  restored = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
+  return jax.tree.map(np.asarray, restored["train_state"])
+
+
+def _comparable(results):
+  """Results without what legitimately differs between an interrupted and a clean run."""
+  ignored = {"wall_time_s", "checkpoint", "best_checkpoint", "resumed_from_step"}
+  return {k: v for k, v in results.items() if k not in ignored}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, iris):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  return workdir, _run(_config(), workdir, iris)
+
+
+def test_outputs_of_a_run(uninterrupted):
+  workdir, results = uninterrupted
+  results = dict(results)
+  history = results.pop("history")
+  lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert lines == history
+  assert [r["step"] for r in history if "train/loss" in r] == [5, 10, 15, 20, 25, 30]
+  assert [r["step"] for r in history if "test/error" in r] == [15, 30]
+  assert set(history[0]) == {"step", "epoch", "train/loss", "train/accuracy", "train/lambda",
+                             "train/grad_norm", "train/learning_rate"}
+  assert history[0]["train/learning_rate"] == pytest.approx(1e-2)
+  saved = json.loads((workdir / "results.json").read_text())
+  assert saved == results
+  evals = [r["test/error"] for r in history if "test/error" in r]
+  assert results["final_test_error"] == evals[-1]
+  assert results["best_test_error"] == min(evals)
+  assert results["best_epoch"] == results["best_step"] / 15
+  assert results["final_step"] == 30 and results["steps_per_epoch"] == 15
+  assert results["config"]["model_options"] == {"hidden_sizes": [16]}
+  assert results["checkpoint"] == str(workdir / "checkpoints" / "30")
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  # Last 2 checkpoints plus the best one (by test error).
+  kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir())
+  assert kept == sorted({20, 30, results["best_step"]})
+
+
+def test_sigterm_saves_and_the_resumed_run_is_identical(tmp_path, iris, uninterrupted, caplog):
+  clean_dir, clean = uninterrupted
+
+  def sigterm_at_17(step, state):
+    del state
+    if step == 17:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  with caplog.at_level(logging.WARNING):
+    stopped = _run(_config(), tmp_path, iris, hooks=[sigterm_at_17])
+  assert stopped == {"preempted": True, "step": 17, "checkpoint": str(tmp_path / "checkpoints" / "17")}
+  assert any("SIGTERM received: stopped at step 17 of 30" in r.getMessage() for r in caplog.records)
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+
+  resumed = _run(_config(), tmp_path, iris)
+  assert resumed["resumed_from_step"] == 17
+  assert _comparable(resumed) == _comparable(clean)
+  assert (tmp_path / "metrics.jsonl").read_bytes() == (clean_dir / "metrics.jsonl").read_bytes()
+  jax.tree.map(np.testing.assert_array_equal, _saved_state(tmp_path, 30), _saved_state(clean_dir, 30))
+
+
+def test_pmap_run_resumes_identically(tmp_path, iris):
+  """The device axis of a pmapped state is dropped for the checkpoint and restored."""
+  config = _config(parallel="pmap", batch_size=16, num_train_steps=8, eval_every_steps=4,
+                   checkpoint_every_steps=4, log_every_steps=2)
+  clean = _run(config, tmp_path / "clean", iris)
+
+  def sigterm_at_5(step, state):
+    del state
+    if step == 5:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  assert _run(config, tmp_path / "resumed", iris, hooks=[sigterm_at_5])["preempted"]
+  resumed = _run(config, tmp_path / "resumed", iris)
+  assert resumed["history"] == clean["history"]
+  jax.tree.map(np.testing.assert_array_equal, _saved_state(tmp_path / "resumed", 8),
+               _saved_state(tmp_path / "clean", 8))
+
+
+def test_nonfinite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path, iris):
+  config = _config(optimizer="sgd", learning_rate=1e30, momentum=0.0, log_every_steps=1,
+                   checkpoint_every_steps=1)
+  with pytest.raises(trainer.NonFiniteLossError) as error:
+    _run(config, tmp_path, iris)
+  message = str(error.value)
+  step = int(message.split("(not finite) at step ")[1].split()[0])
+  assert step >= 2
+  assert f"the last good checkpoint is step {step - 1} at {tmp_path / 'checkpoints' / str(step - 1)}" in message
+  assert (tmp_path / "checkpoints" / str(step - 1)).is_dir()
+  assert not (tmp_path / "checkpoints" / str(step)).exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"model": "resnet7"}, "config.model: unknown model 'resnet7'"),
+        ({"dataset": "cifar11"}, "config.dataset: unknown dataset 'cifar11'"),
+        ({"model_options.depth": 3}, "config.model_options: mlp has no option"),
+        ({"mixup.alpha": -0.5}, "config.mixup.alpha: must be a finite number >= 0"),
+        ({"parallel": "pmap", "batch_size": 12}, "config.batch_size: 12 is not divisible by the 8 devices"),
+        ({"parallel": "fsdp"}, "config.parallel: must be one of"),
+        ({"schedule": "cosine"}, "config.schedule: must be one of"),
+        ({"mixup.stages": (7,)}, "config.mixup.stages"),
+        ({"learning_rate": 0.0}, "config.learning_rate: must be a number > 0"),
+        ({"eval_every_steps": -1}, "config.eval_every_steps"),
+        ({"mixup.global_pairing": True}, "config.mixup.global_pairing: needs a per-device step"),
+    ],
+)
+def test_bad_config_fails_before_training_naming_the_field(overrides, field):
+  config = _config()
+  with config.unlocked():
+    for key, value in overrides.items():
+      node, name = config, key
+      while "." in name:
+        head, name = name.split(".", 1)
+        node = node[head]
+      node[name] = value
+  with pytest.raises(trainer.ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")):
+    trainer.validate_config(config)
+
+
+def test_batch_larger_than_the_training_set_names_the_field(tmp_path, iris):
+  with pytest.raises(trainer.ConfigError, match=r"config\.batch_size: .*exceeds the 120 training records"):
+    _run(_config(batch_size=128), tmp_path, iris)
