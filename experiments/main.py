@@ -56,13 +56,25 @@ def main(argv: list[str], hooks: Sequence[trainer.Hook] = ()) -> None:
   logging.info("JAX devices: %s (process %d of %d)", jax.devices(), jax.process_index(),
                jax.process_count())
   try:
-    trainer.validate_config(config)
-  except trainer.ConfigError as e:
+    trainer.train_and_evaluate(config, _WORKDIR.value, hooks=hooks)
+  except trainer.ConfigError as e:  # raised before training starts
     print(f"Invalid config: {e}", file=sys.stderr)
     sys.exit(2)
-  trainer.train_and_evaluate(config, _WORKDIR.value, hooks=hooks)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a one-line error for an override of an unknown field."""
+  try:
+    return flags.FLAGS(argv)
+  except (KeyError, AttributeError) as e:  # what ml_collections raises for it
+    while isinstance(e.args[0] if e.args else None, BaseException):
+      e = e.args[0]  # AttributeError(KeyError(message))
+    field, *hint = str(e.args[0] if e.args else e).split("\n")
+    print(f"Invalid config override: the config has no field {field}." +
+          "".join(" " + line for line in hint), file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":
   jax.config.config_with_absl()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

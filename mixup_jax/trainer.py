@@ -186,15 +186,25 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
 
 
 def build_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
-  """The dataset named by `config.dataset`, read from `config.data_dir`."""
-  return data_lib.get_dataset(
-      config.dataset,
-      data_dir=config.data_dir or None,
-      source=config.data_source,
-      label_corruption=config.label_corruption,
-      label_corruption_seed=config.seed,
-      **config.dataset_options.to_dict(),
-  )
+  """The dataset named by `config.dataset`, read from `config.data_dir`.
+
+  Raises:
+    ConfigError: the dataset cannot be built with these fields (a missing data
+      directory, an unknown dataset option); the message says which and how.
+  """
+  try:
+    return data_lib.get_dataset(
+        config.dataset,
+        data_dir=config.data_dir or None,
+        source=config.data_source,
+        label_corruption=config.label_corruption,
+        label_corruption_seed=config.seed,
+        **config.dataset_options.to_dict(),
+    )
+  except (ValueError, TypeError, FileNotFoundError) as e:
+    raise ConfigError(
+        f"config.dataset={config.dataset!r} (data_dir, data_source, dataset_options) "
+        f"cannot be loaded: {e}") from e
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None = None):
@@ -208,8 +218,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, axis_name: 
     raise ConfigError(f"config.model / config.model_options: {e}") from e
 
 
-def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
-  """The optax transformation of `config.optimizer` with `config.schedule`."""
+def build_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int):
+  """The learning rate (a number or an optax schedule) of `config.schedule`."""
   lr, spe = config.learning_rate, steps_per_epoch
   schedules = {
       "constant": lambda: lr,
@@ -219,9 +229,14 @@ def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
       "speech": lambda: optim.speech_schedule(spe, num_epochs=config.num_epochs, base_lr=lr),
   }
   try:
-    schedule = schedules[config.schedule]()
+    return schedules[config.schedule]()
   except ValueError as e:
     raise ConfigError(f"config.schedule={config.schedule!r}: {e}") from e
+
+
+def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
+  """The optax transformation of `config.optimizer` with `build_schedule`'s rate."""
+  schedule = build_schedule(config, steps_per_epoch)
   if config.optimizer == "sgd":
     return optim.sgd(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
   return optim.adam(schedule, weight_decay=config.weight_decay)
@@ -423,13 +438,15 @@ def run_training(
       it holds a checkpoint), or None for a run that keeps nothing on disk.
     dataset: the data (`mixup_jax.data.get_dataset`).
     model: a Flax module taking `(x, train=...)`, with `dataset.num_classes` outputs.
-    hooks: called as `hook(step, train_state)` after every train step.
+    hooks: called as `hook(step, train_state)` after every train step. The
+      state is donated to the next step: copy (`jax.device_get`) what you keep.
 
   Returns:
     A dict with 'final_test_error', 'best_test_error', 'best_step',
     'best_epoch', 'median_last_10_test_error' (errors in percent), the steps,
-    'wall_time_s', the checkpoint paths and 'config'; plus 'history' (every
-    metric record) in the returned dict only. A run stopped by SIGTERM returns
+    'wall_time_s', the checkpoint paths and 'config'; plus, in the returned
+    dict only, 'history' (every metric record) and 'state' (the final
+    TrainState, one copy). A run stopped by SIGTERM returns
     {'preempted': True, 'step': ..., 'checkpoint': ...} instead.
   """
   validate_config(config, check_names=False)
@@ -541,7 +558,9 @@ def run_training(
         outputs.write(eval_record)
         progress.set_status(_status(history))
 
-      if ckpt is not None and (step % checkpoint_every == 0 or last or sigterm.received):
+      # Evaluated steps are saved too, so that the best one can be kept.
+      if ckpt is not None and (step % checkpoint_every == 0 or eval_record or last
+                               or sigterm.received):
         check_finite(step)
         ckpt.save(step, dp.get_state(carry), history=history, data_iter=train_iter,
                   config=config_json, extra={"wall_time_s": wall_time()},
@@ -570,7 +589,7 @@ def run_training(
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   logging.info("Finished %d steps: final test error %.2f%%, best %.2f%% at epoch %.1f.",
                step, results["final_test_error"], results["best_test_error"], results["best_epoch"])
-  return {**results, "history": history}
+  return {**results, "history": history, "state": dp.get_state(carry["train_state"])}
 
 
 def _status(history: Sequence[Mapping[str, Any]]) -> str:

@@ -119,8 +119,12 @@ def test_sigterm_then_sigkill_then_restart_ends_bitwise_identical(clean_run, tmp
   jax.tree.map(np.testing.assert_array_equal, _saved_state(tmp_path, 40), _saved_state(clean_dir, 40))
 
 
-def test_bad_config_exits_before_anything_starts(tmp_path, env):
-  process = _main(tmp_path / "run", env, "--config.mixup.alpha=-1.0")
-  assert process.returncode == 2
-  assert "Invalid config: config.mixup.alpha: must be a finite number >= 0" in process.stderr
+@pytest.mark.parametrize("override, message", [
+    ("--config.mixup.alpha=-1.0", "Invalid config: config.mixup.alpha: must be a finite number >= 0"),
+    ("--config.mixup.alhpa=1.0", "Invalid config override: the config has no field 'alhpa'"),
+])
+def test_bad_config_exits_before_anything_starts(tmp_path, env, override, message):
+  process = _main(tmp_path / "run", env, override)
+  assert process.returncode == 2, process.stderr[-3000:]
+  assert message in process.stderr
   assert not (tmp_path / "run").exists()

@@ -63,7 +63,7 @@ def _saved_state(workdir, step):
 
 def _comparable(results):
   """Results without what legitimately differs between an interrupted and a clean run."""
-  ignored = {"wall_time_s", "checkpoint", "best_checkpoint", "resumed_from_step"}
+  ignored = {"wall_time_s", "checkpoint", "best_checkpoint", "resumed_from_step", "state"}
   return {k: v for k, v in results.items() if k not in ignored}
 
 
@@ -77,6 +77,9 @@ def test_outputs_of_a_run(uninterrupted):
   workdir, results = uninterrupted
   results = dict(results)
   history = results.pop("history")
+  final_state = results.pop("state")
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(final_state.params),
+               _saved_state(workdir, 30)["params"])
   lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert lines == history
   assert [r["step"] for r in history if "train/loss" in r] == [5, 10, 15, 20, 25, 30]
@@ -183,3 +186,21 @@ def test_bad_config_fails_before_training_naming_the_field(overrides, field):
 def test_batch_larger_than_the_training_set_names_the_field(tmp_path, iris):
   with pytest.raises(trainer.ConfigError, match=r"config\.batch_size: .*exceeds the 120 training records"):
     _run(_config(batch_size=128), tmp_path, iris)
+
+
+def test_default_config_is_the_papers_cifar10_recipe():
+  config = default.get_config()
+  trainer.validate_config(config)
+  assert (config.dataset, config.model) == ("cifar10", "preact_resnet18")
+  assert (config.num_epochs, config.batch_size, config.optimizer) == (200, 128, "sgd")
+  assert (config.momentum, config.weight_decay, config.mixup.alpha) == (0.9, 1e-4, 1.0)
+  assert config.mixup.granularity == "batch" and config.mixup.stages == ()
+  schedule = trainer.build_schedule(config, steps_per_epoch=390)
+  rates = [float(schedule(epoch * 390)) for epoch in (0, 99, 100, 149, 150, 199)]
+  np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+  # The network of REFERENCE.md (11.17M parameters), built without running it.
+  model = trainer.build_model(config, num_classes=10)
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32), train=False))
+  num_params = sum(np.prod(x.shape) for x in jax.tree.leaves(shapes["params"]))
+  assert round(num_params / 1e6, 2) == 11.17

@@ -40,4 +40,4 @@ def _main(argv):
 if __name__ == "__main__":
   flags.mark_flag_as_required("signal_at")
   jax.config.config_with_absl()
-  app.run(_main)
+  app.run(_main, flags_parser=cli.parse_flags)
