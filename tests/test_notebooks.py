@@ -64,8 +64,8 @@ def test_committed_without_outputs(name):
       if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
   ]
   assert not stale, (
-      f"{name}.ipynb: code cells {stale} hold outputs or execution counts; clear them with "
-      f"`jupyter nbconvert --clear-output --inplace colabs/{name}.ipynb`.")
+      f"{name}.ipynb: code cells {stale} hold outputs or execution counts; clear all outputs "
+      "(Jupyter: Edit > Clear Outputs of All Cells) and save it again.")
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
