@@ -110,7 +110,8 @@ class Checkpointer:
       async_save: write in a background thread (True) or block in `save`.
     """
     if max_to_keep < 1:
-      raise ValueError(f"max_to_keep must be >= 1 (the latest is needed to resume), got {max_to_keep}.")
+      raise ValueError(
+          f"max_to_keep must be >= 1 (the latest is needed to resume), got {max_to_keep}.")
     if best_mode not in ("min", "max"):
       raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
     self.directory = pathlib.Path(directory).absolute()
@@ -240,7 +241,8 @@ class Checkpointer:
 
   def _quarantine(self, step: int) -> pathlib.Path:
     """Moves an unreadable step aside (kept for inspection) so it can be redone."""
-    target = self.directory.parent / f"{self.directory.name}_unreadable" / f"{step}-{int(time.time())}"
+    aside = self.directory.parent / f"{self.directory.name}_unreadable"
+    target = aside / f"{step}-{int(time.time())}"
     if jax.process_index() == 0:
       target.parent.mkdir(parents=True, exist_ok=True)
       self.step_path(step).rename(target)
@@ -253,7 +255,8 @@ class Checkpointer:
       return
     for path in sorted(self.directory.iterdir()):
       if _TMP_MARKER in path.name:
-        logging.info("Skipping unfinished checkpoint %s (a save was interrupted); removing it.", path)
+        logging.info(
+            "Skipping unfinished checkpoint %s (a save was interrupted); removing it.", path)
 
   # ----------------------------------------------------------------------------
   # Writing
@@ -290,7 +293,8 @@ class Checkpointer:
       return False
     late = [r["step"] for r in history if r["step"] > step]
     if late:
-      raise ValueError(f"history has records after step {step} (steps {late[:3]}); pass only those up to it.")
+      raise ValueError(
+          f"history has records after step {step} (steps {late[:3]}); pass only those up to it.")
     args = {
         _STATE: ocp.args.StandardSave(state),
         _HISTORY: ocp.args.JsonSave({"records": list(history)}),

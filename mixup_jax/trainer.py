@@ -29,7 +29,6 @@ the step and the last good checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -104,9 +103,10 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
              f"unknown dataset {config.dataset!r}; valid names: {datasets}.")
     _require(config.model in models_lib.MODEL_NAMES, "model",
              f"unknown model {config.model!r}; valid names: {list(models_lib.MODEL_NAMES)}.")
-    unknown = sorted(set(config.model_options) - set(models_lib.model_options(config.model)))
+    valid = list(models_lib.model_options(config.model))
+    unknown = sorted(set(config.model_options) - set(valid))
     _require(not unknown, "model_options",
-             f"{config.model} has no option(s) {unknown}; valid: {list(models_lib.model_options(config.model))}.")
+             f"{config.model} has no option(s) {unknown}; valid: {valid}.")
   _require(config.data_source in data_lib.registry.SOURCES, "data_source",
            f"must be one of {data_lib.registry.SOURCES}, got {config.data_source!r}.")
   _require(_is_number(config.label_corruption) and 0 <= config.label_corruption <= 1,
@@ -156,10 +156,12 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
            f"must be an int >= 2, got {mix.num_sources!r}.")
   _require(_is_number(mix.prob) and 0 <= mix.prob <= 1, "mixup.prob",
            f"must be in [0, 1], got {mix.prob!r}.")
-  _require(not mix.global_pairing or config.parallel in ("pmap", "shard_map"), "mixup.global_pairing",
-           f"needs a per-device step: set config.parallel to 'pmap' or 'shard_map', not {config.parallel!r}.")
+  _require(not mix.global_pairing or config.parallel in ("pmap", "shard_map"),
+           "mixup.global_pairing", "needs a per-device step: set config.parallel to 'pmap' or "
+           f"'shard_map', not {config.parallel!r}.")
   _require(mix.granularity != "device" or config.parallel != "jit", "mixup.granularity",
-           "'device' needs several devices: set config.parallel to 'pmap', 'sharded' or 'shard_map'.")
+           "'device' needs several devices: set config.parallel to 'pmap', 'sharded' or "
+           "'shard_map'.")
   _require(all(_is_int(k) and k in models_lib.MIX_STAGES[1:] for k in mix.stages), "mixup.stages",
            f"must be a tuple of model stages in {models_lib.MIX_STAGES[1:]} (() mixes inputs), "
            f"got {mix.stages!r}.")
@@ -170,14 +172,16 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   _require(_is_number(config.input_noise_sigma) and config.input_noise_sigma >= 0,
            "input_noise_sigma", f"must be >= 0, got {config.input_noise_sigma!r}.")
 
-  _require(_is_int(config.seed) and config.seed >= 0, "seed", f"must be an int >= 0, got {config.seed!r}.")
+  _require(_is_int(config.seed) and config.seed >= 0, "seed",
+           f"must be an int >= 0, got {config.seed!r}.")
   _require(_is_int(config.log_every_steps) and config.log_every_steps >= 1, "log_every_steps",
            f"must be an int >= 1, got {config.log_every_steps!r}.")
   for field in ("eval_every_steps", "checkpoint_every_steps"):
     _require(_is_int(config[field]) and config[field] >= 0, field,
              f"must be an int >= 0 (0: every epoch), got {config[field]!r}.")
   _require(_is_int(config.max_checkpoints_to_keep) and config.max_checkpoints_to_keep >= 1,
-           "max_checkpoints_to_keep", f"must be an int >= 1, got {config.max_checkpoints_to_keep!r}.")
+           "max_checkpoints_to_keep",
+           f"must be an int >= 1, got {config.max_checkpoints_to_keep!r}.")
 
 
 # ------------------------------------------------------------------------------
@@ -279,7 +283,8 @@ class _Outputs:
   written by the interrupted run past its last checkpoint disappear from both.
   """
 
-  def __init__(self, workdir: pathlib.Path | None, history: Sequence[Mapping[str, Any]], start_step: int):
+  def __init__(self, workdir: pathlib.Path | None, history: Sequence[Mapping[str, Any]],
+               start_step: int):
     self._enabled = workdir is not None and jax.process_index() == 0
     if not self._enabled:
       return
@@ -413,7 +418,8 @@ def train_and_evaluate(
   """
   validate_config(config)
   dataset = build_dataset(config)
-  model = build_model(config, dataset.num_classes, parallel.DataParallel.create(config.parallel).axis_name)
+  axis_name = parallel.DataParallel.create(config.parallel).axis_name
+  model = build_model(config, dataset.num_classes, axis_name)
   return run_training(config, workdir, dataset=dataset, model=model, hooks=hooks)
 
 
@@ -463,37 +469,22 @@ def run_training(
   eval_every = config.eval_every_steps or steps_per_epoch
   checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
 
+  # Data, state and compiled steps.
   train_iter = data_lib.train_iterator(
       dataset.train, global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       worker_count=config.data_workers, transforms=dataset.train_transforms)
-  tx = build_optimizer(config, steps_per_epoch)
-  # One compiled initialisation instead of one small compilation per layer.
-  state = jax.jit(lambda rng: train_lib.create_train_state(
-      rng, model, tx, jnp.zeros((1, *dataset.input_shape), jnp.float32)))(
-          jax.random.PRNGKey(config.seed))
-  train_step = train_lib.make_train_step(
-      num_classes=dataset.num_classes, augment_fn=dataset.train_preprocess,
-      **_mixing_options(config, steps_per_epoch), **dp.step_options)
-  eval_step = dp.compile_eval_step(train_lib.make_eval_step(
-      preprocess_fn=dataset.eval_preprocess, axis_name=dp.axis_name))
+  carry, step_fn, eval_step, metric_names = _build_steps(
+      config, dataset, model, dp, steps_per_epoch, _peek(train_iter, dataset.input_key))
 
-  metric_names = _metric_names(train_step, state, _peek(train_iter, dataset.input_key), dp.axis_name)
-  carry = {"train_state": state, "meter": _empty_meter(metric_names)}
-
-  def carry_step(carry, batch):
-    state, metrics = train_step(carry["train_state"], batch)
-    return {"train_state": state, "meter": _accumulate(carry["meter"], metrics, state.step)}, metrics
-
-  step_fn = dp.compile_train_step(carry_step)
-
+  # Resume from the workdir's latest checkpoint, if any.
   history: list[dict[str, Any]] = []
-  start_step, previous_wall_time = 0, 0.0
-  ckpt = None
+  start_step, previous_wall_time, ckpt = 0, 0.0, None
   config_json = json.loads(config.to_json_best_effort())
   if workdir is not None:
     ckpt = checkpoint_lib.Checkpointer(
-        workdir / "checkpoints", max_to_keep=config.max_checkpoints_to_keep, best_metric="test_error")
+        workdir / "checkpoints", max_to_keep=config.max_checkpoints_to_keep,
+        best_metric="test_error")
     restored = ckpt.restore_latest(carry, train_iter)
     if restored is not None:
       carry, history, start_step = restored.state, restored.history, restored.step
@@ -501,7 +492,6 @@ def run_training(
       _log_config_changes(restored.config, config_json)
       logging.info("Resuming from step %d (%s).", start_step, restored.path)
   carry = dp.put_state(carry)
-
   outputs = _Outputs(workdir, history, start_step)
   progress = _Progress(total, start_step, config.batch_size)
   progress.set_status(_status(history))
@@ -509,19 +499,11 @@ def run_training(
   def wall_time() -> float:
     return previous_wall_time + time.time() - session_start
 
-  def check_finite(step: int) -> dict[str, Any]:
-    """The host copy of the meter; raises if a loss since the last reset was not finite."""
+  def checked_meter(step: int) -> dict[str, Any]:
+    """The host copy of the meter; raises if a loss since its reset was not finite."""
     meter = dp.get_metrics(carry["meter"])
-    bad = int(meter["first_nonfinite"])
-    if bad >= 0:
-      if ckpt is not None:
-        ckpt.wait()
-      last = ckpt.latest_step() if ckpt is not None else None
-      where = (f"the last good checkpoint is step {last} at {ckpt.step_path(last)}"
-               if last is not None else "no checkpoint was saved before it")
-      raise NonFiniteLossError(
-          f"The training loss became {float(meter['sums']['loss']):.4g} (not finite) at step {bad} "
-          f"(checked at step {step}); {where}. Lower config.learning_rate or check the data.")
+    if int(meter["first_nonfinite"]) >= 0:
+      raise _nonfinite_error(meter, step, ckpt)
     return meter
 
   step = start_step
@@ -532,57 +514,47 @@ def run_training(
       step += 1
       for hook in hooks:
         hook(step, carry["train_state"])
-      epoch = step / steps_per_epoch
-      last = step == total
+      epoch, last = step / steps_per_epoch, step == total
 
       if step % config.log_every_steps == 0 or last:
-        meter = check_finite(step)
-        count = int(meter["count"])
-        record = {"step": step, "epoch": epoch}
-        record.update({f"train/{k}": float(v) / count for k, v in sorted(meter["sums"].items())})
+        record = _train_record(checked_meter(step), step, epoch)
         history.append(record)
         rate = progress.steps_per_second(step)
         outputs.write(record, {"train/steps_per_second": rate,
                                "train/examples_per_second": rate * config.batch_size})
         carry = {**carry, "meter": dp.put_state(_empty_meter(metric_names))}
-        progress.set_status(_status(history))
 
       eval_record = None
       if step % eval_every == 0 or last:
-        eval_record = {"step": step, "epoch": epoch}
-        for split, source in (("validation", dataset.validation), ("test", dataset.test)):
-          if source is not None:
-            result = _evaluate(dp, eval_step, carry["train_state"], source, dataset, config.eval_batch_size)
-            eval_record.update({f"{split}/{_EVAL_NAMES[k]}": v for k, v in result.items()})
+        eval_record = _eval_record(dp, eval_step, carry["train_state"], dataset,
+                                   config.eval_batch_size, step, epoch)
         history.append(eval_record)
         outputs.write(eval_record)
-        progress.set_status(_status(history))
 
       # Evaluated steps are saved too, so that the best one can be kept.
       if ckpt is not None and (step % checkpoint_every == 0 or eval_record or last
                                or sigterm.received):
-        check_finite(step)
+        checked_meter(step)  # never save a state that a non-finite loss produced
         ckpt.save(step, dp.get_state(carry), history=history, data_iter=train_iter,
                   config=config_json, extra={"wall_time_s": wall_time()},
                   metrics={"test_error": eval_record["test/error"]} if eval_record else None)
+      progress.set_status(_status(history))
       progress.update(step, force=last or step % config.log_every_steps == 0)
-
       if sigterm.received and not last:
-        progress.close()
-        outputs.close()
-        where = "no workdir, nothing saved"
-        if ckpt is not None:
-          ckpt.close()
-          where = f"saved checkpoint {ckpt.step_path(step)}"
-        logging.warning("SIGTERM received: stopped at step %d of %d, %s; rerun the same command "
-                        "to resume.", step, total, where)
-        return {"preempted": True, "step": step,
-                "checkpoint": str(ckpt.step_path(step)) if ckpt is not None else None}
+        break
 
   progress.close()
   outputs.close()
   if ckpt is not None:
     ckpt.close()
+  if step < total:  # stopped by SIGTERM
+    where = (f"saved checkpoint {ckpt.step_path(step)}" if ckpt is not None
+             else "no workdir, nothing saved")
+    logging.warning("SIGTERM received: stopped at step %d of %d, %s; rerun the same command "
+                    "to resume.", step, total, where)
+    return {"preempted": True, "step": step,
+            "checkpoint": str(ckpt.step_path(step)) if ckpt is not None else None}
+
   results = _results(history, ckpt, step, total, steps_per_epoch, wall_time(), config_json)
   results["resumed_from_step"] = start_step or None
   if workdir is not None and jax.process_index() == 0:
@@ -590,6 +562,65 @@ def run_training(
   logging.info("Finished %d steps: final test error %.2f%%, best %.2f%% at epoch %.1f.",
                step, results["final_test_error"], results["best_test_error"], results["best_epoch"])
   return {**results, "history": history, "state": dp.get_state(carry["train_state"])}
+
+
+def _build_steps(config, dataset, model, dp, steps_per_epoch, example_batch):
+  """The initial carry {train_state, meter}, the compiled train and eval steps, metric names.
+
+  The compiled train step also adds the step's metrics to the meter, so the host
+  reads metrics only at log steps and a run never waits on the device between them.
+  """
+  tx = build_optimizer(config, steps_per_epoch)
+  # One compiled initialisation instead of one small compilation per layer.
+  state = jax.jit(lambda rng: train_lib.create_train_state(
+      rng, model, tx, jnp.zeros((1, *dataset.input_shape), jnp.float32)))(
+          jax.random.PRNGKey(config.seed))
+  train_step = train_lib.make_train_step(
+      num_classes=dataset.num_classes, augment_fn=dataset.train_preprocess,
+      **_mixing_options(config, steps_per_epoch), **dp.step_options)
+  eval_step = dp.compile_eval_step(train_lib.make_eval_step(
+      preprocess_fn=dataset.eval_preprocess, axis_name=dp.axis_name))
+  metric_names = _metric_names(train_step, state, example_batch, dp.axis_name)
+
+  def carry_step(carry, batch):
+    state, metrics = train_step(carry["train_state"], batch)
+    meter = _accumulate(carry["meter"], metrics, state.step)
+    return {"train_state": state, "meter": meter}, metrics
+
+  carry = {"train_state": state, "meter": _empty_meter(metric_names)}
+  return carry, dp.compile_train_step(carry_step), eval_step, metric_names
+
+
+def _train_record(meter: Mapping[str, Any], step: int, epoch: float) -> dict[str, Any]:
+  """The train metrics averaged over the steps since the meter's reset."""
+  count = int(meter["count"])
+  record = {"step": step, "epoch": epoch}
+  record.update({f"train/{k}": float(v) / count for k, v in sorted(meter["sums"].items())})
+  return record
+
+
+def _eval_record(dp, eval_step, state, dataset, batch_size, step, epoch) -> dict[str, Any]:
+  """Loss and errors on the validation split (if any) and the test split."""
+  record = {"step": step, "epoch": epoch}
+  for split, source in (("validation", dataset.validation), ("test", dataset.test)):
+    if source is not None:
+      result = _evaluate(dp, eval_step, state, source, dataset, batch_size)
+      record.update({f"{split}/{_EVAL_NAMES[k]}": v for k, v in result.items()})
+  return record
+
+
+def _nonfinite_error(meter, step: int, ckpt) -> NonFiniteLossError:
+  """The error for a NaN / inf loss, naming its step and the last good checkpoint."""
+  last = None
+  if ckpt is not None:
+    ckpt.wait()  # a save in flight was checked finite: let it land
+    last = ckpt.latest_step()
+  where = (f"the last good checkpoint is step {last} at {ckpt.step_path(last)}"
+           if last is not None else "no checkpoint was saved before it")
+  return NonFiniteLossError(
+      f"The training loss became {float(meter['sums']['loss']):.4g} (not finite) at step "
+      f"{int(meter['first_nonfinite'])} (checked at step {step}); {where}. Lower "
+      "config.learning_rate or check the data.")
 
 
 def _status(history: Sequence[Mapping[str, Any]]) -> str:

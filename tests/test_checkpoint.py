@@ -32,9 +32,12 @@ def _history(step: int) -> list:
   return [{"step": s, "loss": 1.0 / s} for s in range(1, step + 1)]
 
 
+def _key_data(x):
+  return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+
 def _assert_trees_equal(a, b):
-  a = jax.tree.map(lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x, a)
-  b = jax.tree.map(lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x, b)
+  a, b = jax.tree.map(_key_data, a), jax.tree.map(_key_data, b)
   assert jax.tree.structure(a) == jax.tree.structure(b)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     assert x.dtype == y.dtype
@@ -102,8 +105,8 @@ def test_unfinished_save_is_skipped_with_a_log_line(tmp_path, caplog):
     with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
       restored = ckpt.restore_latest(_state(0), _data_iter())
   assert restored.step == 2
-  assert any("Skipping unfinished checkpoint" in r.getMessage() and unfinished.name in r.getMessage()
-             for r in caplog.records)
+  messages = [r.getMessage() for r in caplog.records]
+  assert any("Skipping unfinished checkpoint" in m and unfinished.name in m for m in messages)
 
 
 def _corrupt(step_dir: pathlib.Path) -> None:
@@ -139,7 +142,8 @@ def test_all_checkpoints_unreadable_raises_instead_of_starting_fresh(tmp_path):
   _save_steps(tmp_path / "ckpt", [3])
   _corrupt(tmp_path / "ckpt" / "3")
   with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
-    with pytest.raises(RuntimeError, match="No readable checkpoint.*Refusing to start from scratch"):
+    with pytest.raises(RuntimeError,
+                       match="No readable checkpoint.*Refusing to start from scratch"):
       ckpt.restore_latest(_state(0), _data_iter())
 
 

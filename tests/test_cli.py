@@ -116,11 +116,13 @@ def test_sigterm_then_sigkill_then_restart_ends_bitwise_identical(clean_run, tmp
   assert (tmp_path / "metrics.jsonl").read_bytes() == (clean_dir / "metrics.jsonl").read_bytes()
   assert (_comparable(json.loads((tmp_path / "results.json").read_text()))
           == _comparable(json.loads((clean_dir / "results.json").read_text())))
-  jax.tree.map(np.testing.assert_array_equal, _saved_state(tmp_path, 40), _saved_state(clean_dir, 40))
+  jax.tree.map(np.testing.assert_array_equal,
+               _saved_state(tmp_path, 40), _saved_state(clean_dir, 40))
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.mixup.alpha=-1.0", "Invalid config: config.mixup.alpha: must be a finite number >= 0"),
+    ("--config.mixup.alpha=-1.0",
+     "Invalid config: config.mixup.alpha: must be a finite number >= 0"),
     ("--config.mixup.alhpa=1.0", "Invalid config override: the config has no field 'alhpa'"),
 ])
 def test_bad_config_exits_before_anything_starts(tmp_path, env, override, message):

@@ -112,7 +112,8 @@ def test_sigterm_saves_and_the_resumed_run_is_identical(tmp_path, iris, uninterr
 
   with caplog.at_level(logging.WARNING):
     stopped = _run(_config(), tmp_path, iris, hooks=[sigterm_at_17])
-  assert stopped == {"preempted": True, "step": 17, "checkpoint": str(tmp_path / "checkpoints" / "17")}
+  assert stopped == {"preempted": True, "step": 17,
+                     "checkpoint": str(tmp_path / "checkpoints" / "17")}
   assert any("SIGTERM received: stopped at step 17 of 30" in r.getMessage() for r in caplog.records)
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
 
@@ -120,7 +121,8 @@ def test_sigterm_saves_and_the_resumed_run_is_identical(tmp_path, iris, uninterr
   assert resumed["resumed_from_step"] == 17
   assert _comparable(resumed) == _comparable(clean)
   assert (tmp_path / "metrics.jsonl").read_bytes() == (clean_dir / "metrics.jsonl").read_bytes()
-  jax.tree.map(np.testing.assert_array_equal, _saved_state(tmp_path, 30), _saved_state(clean_dir, 30))
+  jax.tree.map(np.testing.assert_array_equal,
+               _saved_state(tmp_path, 30), _saved_state(clean_dir, 30))
 
 
 def test_pmap_run_resumes_identically(tmp_path, iris):
@@ -149,7 +151,8 @@ def test_nonfinite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path, ir
   message = str(error.value)
   step = int(message.split("(not finite) at step ")[1].split()[0])
   assert step >= 2
-  assert f"the last good checkpoint is step {step - 1} at {tmp_path / 'checkpoints' / str(step - 1)}" in message
+  good = tmp_path / "checkpoints" / str(step - 1)
+  assert f"the last good checkpoint is step {step - 1} at {good}" in message
   assert (tmp_path / "checkpoints" / str(step - 1)).is_dir()
   assert not (tmp_path / "checkpoints" / str(step)).exists()
 
@@ -161,7 +164,8 @@ def test_nonfinite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path, ir
         ({"dataset": "cifar11"}, "config.dataset: unknown dataset 'cifar11'"),
         ({"model_options.depth": 3}, "config.model_options: mlp has no option"),
         ({"mixup.alpha": -0.5}, "config.mixup.alpha: must be a finite number >= 0"),
-        ({"parallel": "pmap", "batch_size": 12}, "config.batch_size: 12 is not divisible by the 8 devices"),
+        ({"parallel": "pmap", "batch_size": 12},
+         "config.batch_size: 12 is not divisible by the 8 devices"),
         ({"parallel": "fsdp"}, "config.parallel: must be one of"),
         ({"schedule": "cosine"}, "config.schedule: must be one of"),
         ({"mixup.stages": (7,)}, "config.mixup.stages"),
@@ -184,7 +188,8 @@ def test_bad_config_fails_before_training_naming_the_field(overrides, field):
 
 
 def test_batch_larger_than_the_training_set_names_the_field(tmp_path, iris):
-  with pytest.raises(trainer.ConfigError, match=r"config\.batch_size: .*exceeds the 120 training records"):
+  with pytest.raises(trainer.ConfigError,
+                     match=r"config\.batch_size: .*exceeds the 120 training records"):
     _run(_config(batch_size=128), tmp_path, iris)
 
 

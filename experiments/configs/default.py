@@ -34,7 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data_dir = ""
   config.data_source = "offline"  # 'offline' (arrays in data_dir) or 'tfds'
   config.dataset_options = ml_collections.ConfigDict()  # builder-specific options
-  config.label_corruption = 0.0  # fraction of random training labels (Table 2)
+  # Fraction of training labels replaced by random ones (Table 2), drawn from `seed`.
+  config.label_corruption = 0.0
   config.data_workers = 0  # grain worker processes reading the training data
 
   # --- Model (mixup_jax.models.get_model) ---
