@@ -40,7 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Model (mixup_jax.models.get_model) ---
   config.model = "preact_resnet18"
-  config.model_options = ml_collections.ConfigDict()  # e.g. width, dropout_rate
+  # Keyword options of the model's builder (`mixup_jax.models.model_options(name)`);
+  # empty: the builder's defaults (the paper's network). The command line can only
+  # override options a config lists (e.g. smoke.py's --config.model_options.width).
+  config.model_options = ml_collections.ConfigDict()
 
   # --- Optimisation (mixup_jax.optim) ---
   config.optimizer = "sgd"  # 'sgd' (momentum, PyTorch weight decay) or 'adam'
