@@ -20,9 +20,10 @@ error by default), which Orbax ranks from the `metrics` passed to `save`.
 
 Restoring is loud, never silent: unfinished (temporary) step directories left
 by a killed save are skipped with a log line, and an unreadable latest
-checkpoint falls back to the previous one with a warning (it is moved aside, so
-that the run can save that step again). A directory whose checkpoints are all
-unreadable raises instead of starting a fresh run.
+checkpoint falls back to the previous one with a warning (once an older one is
+read, the broken one is moved aside, so that the run can save that step again).
+A directory whose checkpoints are all unreadable raises and moves nothing,
+instead of starting a fresh run.
 """
 
 from __future__ import annotations
@@ -194,22 +195,22 @@ class Checkpointer:
       try:
         restored = self._restore(step, abstract, data_iter)
       except Exception as e:  # pylint: disable=broad-except: any read failure falls back
-        failures.append(f"step {step}: {type(e).__name__}: {e}")
+        failures.append((step, f"{type(e).__name__}: {e}"))
         older = [s for s in steps if s < step]
-        moved = self._quarantine(step)
-        logging.warning(
-            "Checkpoint %s is unreadable (%s: %s); moved it to %s and falling back to %s.",
-            self.step_path(step), type(e).__name__, e, moved,
-            f"step {older[-1]}" if older else "nothing",
-        )
+        logging.warning("Checkpoint %s is unreadable (%s); falling back to %s.",
+                        self.step_path(step), failures[-1][1],
+                        f"step {older[-1]}" if older else "nothing")
         continue
+      for bad, _ in failures:  # newer than a readable one: broken, not incompatible
+        logging.warning("Moved unreadable checkpoint %s to %s.", self.step_path(bad),
+                        self._quarantine(bad))
       logging.info("Restored checkpoint %s (step %d).", self.step_path(step), step)
       return restored
     if failures:
+      tried = "; ".join(f"step {step}: {error}" for step, error in failures)
       raise RuntimeError(
-          f"No readable checkpoint in {self.directory} (tried: {'; '.join(failures)}). "
-          "Refusing to start from scratch over them: fix or remove that directory."
-      )
+          f"No readable checkpoint in {self.directory} (tried {tried}). Refusing to start "
+          "from scratch over them: fix the cause (a changed config?) or move that directory.")
     return None
 
   def _restore(self, step: int, abstract: PyTree, data_iter: Any) -> Restored:
@@ -246,6 +247,7 @@ class Checkpointer:
     if jax.process_index() == 0:
       target.parent.mkdir(parents=True, exist_ok=True)
       self.step_path(step).rename(target)
+    ocp.multihost.sync_global_processes(f"mixup_jax_checkpoint_quarantine_{step}")
     self._manager.reload()
     return target
 

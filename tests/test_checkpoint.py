@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mixup_jax import checkpoint
+from mixup_jax import data
 
 
 def _state(seed: int) -> dict:
@@ -134,7 +135,8 @@ def test_unreadable_latest_falls_back_to_previous_with_a_warning(tmp_path, caplo
       assert ckpt.all_steps() == [3]
       assert ckpt.save(6, _state(6), history=_history(6))
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-  assert any("unreadable" in m and "falling back to step 3" in m for m in warnings), warnings
+  assert any("6 is unreadable" in m and "falling back to step 3" in m for m in warnings), warnings
+  assert any("Moved unreadable checkpoint" in m for m in warnings), warnings
   assert list((tmp_path / "ckpt_unreadable").iterdir())[0].name.startswith("6-")
 
 
@@ -145,6 +147,21 @@ def test_all_checkpoints_unreadable_raises_instead_of_starting_fresh(tmp_path):
     with pytest.raises(RuntimeError,
                        match="No readable checkpoint.*Refusing to start from scratch"):
       ckpt.restore_latest(_state(0), _data_iter())
+  assert (tmp_path / "ckpt" / "3").is_dir()  # left in place for the user to inspect
+
+
+def test_checkpoint_of_another_pipeline_is_refused_and_left_in_place(tmp_path):
+  source = data.ArraySource(
+      {"x": np.arange(64, dtype=np.float32), "label": np.zeros(64, np.int32)})
+  saved_iter = data.train_iterator(source, global_batch_size=8, seed=0)
+  next(saved_iter)
+  with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
+    ckpt.save(1, _state(1), history=_history(1), data_iter=saved_iter)
+  other_seed = data.train_iterator(source, global_batch_size=8, seed=1)
+  with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
+    with pytest.raises(RuntimeError, match="step 1: ValueError: iterator state .* another pipeline"):
+      ckpt.restore_latest(_state(0), other_seed)
+  assert (tmp_path / "ckpt" / "1").is_dir()
 
 
 def test_save_rejects_history_past_the_step_and_does_not_overwrite(tmp_path):
