@@ -159,7 +159,8 @@ def test_checkpoint_of_another_pipeline_is_refused_and_left_in_place(tmp_path):
     ckpt.save(1, _state(1), history=_history(1), data_iter=saved_iter)
   other_seed = data.train_iterator(source, global_batch_size=8, seed=1)
   with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
-    with pytest.raises(RuntimeError, match="step 1: ValueError: iterator state .* another pipeline"):
+    with pytest.raises(RuntimeError,
+                       match="step 1: ValueError: iterator state .* another pipeline"):
       ckpt.restore_latest(_state(0), other_seed)
   assert (tmp_path / "ckpt" / "1").is_dir()
 
