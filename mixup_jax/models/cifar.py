@@ -180,6 +180,7 @@ def preact_resnet18(
     num_classes: int,
     *,
     width: int = 64,
+    blocks: int = 2,
     dropout_rate: float = 0.0,
     dtype: Dtype = jnp.float32,
     axis_name: str | None = None,
@@ -196,12 +197,18 @@ def preact_resnet18(
     num_classes: number of classes.
     width: stem / first-stage width; 64 is the paper's network, 16 or 8 give a
       network that trains on a CPU in minutes.
+    blocks: PreAct blocks per stage; 2 is ResNet-18, 1 a ten-layer variant for
+      quick CPU runs.
     dropout_rate: Table 2's dropout after the middle ReLU of every block.
     dtype: computation dtype (e.g. jnp.bfloat16); parameters are float32.
     axis_name: BatchNorm statistics averaged over this mapped axis when set.
   """
+  if not isinstance(width, int) or width < 1:
+    raise ValueError(f"width must be a positive int (64 = paper), got {width!r}.")
+  if not isinstance(blocks, int) or blocks < 1:
+    raise ValueError(f"blocks must be a positive int (2 = ResNet-18), got {blocks!r}.")
   return PreActResNet(
-      stage_sizes=(2, 2, 2, 2),
+      stage_sizes=(blocks,) * 4,
       stage_widths=tuple(width * m for m in (1, 2, 4, 8)),
       stem_width=width,
       num_classes=num_classes,
