@@ -26,6 +26,7 @@ device, so runs with dropout agree only in distribution across device counts.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -63,6 +64,15 @@ _MODEL_STAGES = range(0, 6)
 # ------------------------------------------------------------------------------
 
 
+def _is_number(value) -> bool:
+  """A real Python or NumPy scalar (not a bool, not an array)."""
+  return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_choice(name: str, value, choices) -> None:
   if value not in choices:
     raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
@@ -72,15 +82,18 @@ def _stages(mix_stage) -> tuple[int, ...] | None:
   """None (mix the inputs in the step) or the tuple of model stages to draw from."""
   if mix_stage is None:
     return None
-  stages = (mix_stage,) if isinstance(mix_stage, int) else tuple(mix_stage)
-  if not stages or any(
-      not isinstance(k, int) or isinstance(k, bool) or k not in _MODEL_STAGES
-      for k in stages
-  ):
+  if _is_int(mix_stage):
+    stages = (mix_stage,)
+  elif isinstance(mix_stage, (tuple, list, range)):
+    stages = tuple(mix_stage)
+  else:
+    stages = ()
+  if not stages or any(not _is_int(k) or k not in _MODEL_STAGES for k in stages):
     raise ValueError(
         f"mix_stage must be None, an int in 0..5, or a non-empty sequence of them "
         f"(a stage drawn per step), got {mix_stage!r}."
     )
+  stages = tuple(int(k) for k in stages)
   if len(set(stages)) != len(stages):
     raise ValueError(f"mix_stage lists a stage twice: {mix_stage!r}.")
   return stages
@@ -92,18 +105,18 @@ def _check_options(
     input_noise_sigma, augment_fn, axis_name,
 ) -> None:
   """Rejects bad or contradictory options of make_train_step, naming the field."""
-  if not isinstance(num_classes, int) or num_classes < 2:
+  if not _is_int(num_classes) or num_classes < 2:
     raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
-  if not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha < 0:
+  if not _is_number(alpha) or not np.isfinite(alpha) or alpha < 0:
     raise ValueError(f"alpha must be a finite number >= 0 (0 is ERM), got {alpha!r}.")
   _check_choice("granularity", granularity, mixing_lib.GRANULARITIES)
   _check_choice("pairing", pairing, mixing_lib.PAIRINGS)
   _check_choice("targets", targets, mixing_lib.TARGET_MODES)
-  if not isinstance(num_sources, int) or num_sources < 2:
+  if not _is_int(num_sources) or num_sources < 2:
     raise ValueError(f"num_sources must be an int >= 2, got {num_sources!r}.")
-  if not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
+  if not _is_number(prob) or not 0.0 <= prob <= 1.0:
     raise ValueError(f"prob must lie in [0, 1], got {prob!r}.")
-  if not isinstance(num_groups, int) or num_groups < 1:
+  if not _is_int(num_groups) or num_groups < 1:
     raise ValueError(f"num_groups must be a positive int, got {num_groups!r}.")
   if axis_name is not None and num_groups != 1:
     raise ValueError(
@@ -111,15 +124,12 @@ def _check_options(
     )
   if global_pairing and axis_name is None:
     raise ValueError("global_pairing=True needs axis_name (pmap or shard_map).")
-  if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing <= 1.0:
+  if not _is_number(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
     raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}.")
-  if not isinstance(mix_start_step, int) or mix_start_step < 0:
+  if not _is_int(mix_start_step) or mix_start_step < 0:
     raise ValueError(f"mix_start_step must be an int >= 0, got {mix_start_step!r}.")
-  if (
-      not isinstance(input_noise_sigma, (int, float))
-      or not np.isfinite(input_noise_sigma)
-      or input_noise_sigma < 0
-  ):
+  sigma = input_noise_sigma
+  if not _is_number(sigma) or not np.isfinite(sigma) or sigma < 0:
     raise ValueError(
         f"input_noise_sigma must be a finite number >= 0, got {input_noise_sigma!r}."
     )
@@ -311,6 +321,7 @@ def make_train_step(
       input_noise_sigma, augment_fn, axis_name,
   )
   use_mixing = alpha > 0
+  alpha, num_groups, num_sources = float(alpha), int(num_groups), int(num_sources)
 
   def prepare(key, x):
     return _per_group(augment_fn, key, x, num_groups, axis_name) if augment_fn else x

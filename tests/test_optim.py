@@ -10,7 +10,10 @@ from mixup_jax import optim
 
 _PARAMS = {
     "conv": {"kernel": np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(3, 4)},
-    "bn": {"scale": np.array([1.0, 0.5, 2.0], np.float32), "bias": np.array([0.1, -0.2, 0.3], np.float32)},
+    "bn": {
+        "scale": np.array([1.0, 0.5, 2.0], np.float32),
+        "bias": np.array([0.1, -0.2, 0.3], np.float32),
+    },
 }
 
 
@@ -145,12 +148,17 @@ def test_imagenet_schedule_warms_up_linearly_then_steps():
   expected = [0.1, 0.1 + 0.3 * 25 / 50, 0.1 + 0.3 * 49 / 50, 0.4, 0.4, 0.04, 0.004, 4e-4]
   np.testing.assert_allclose(_rates(s, counts), expected, rtol=1e-5)
   long = optim.imagenet_schedule(spe, num_epochs=200)
-  np.testing.assert_allclose(_rates(long, [599, 600, 1200, 1800]), [0.4, 0.04, 4e-3, 4e-4], rtol=1e-5)
+  np.testing.assert_allclose(
+      _rates(long, [599, 600, 1200, 1800]), [0.4, 0.04, 4e-3, 4e-4], rtol=1e-5
+  )
 
 
 def test_speech_schedule_every_ten_epochs():
   s = optim.speech_schedule(3)
-  np.testing.assert_allclose(_rates(s, [0, 29, 30, 59, 60, 89]), [3e-3, 3e-3, 3e-4, 3e-4, 3e-5, 3e-5], rtol=1e-5)
+  counts = [0, 29, 30, 59, 60, 89]
+  np.testing.assert_allclose(
+      _rates(s, counts), [3e-3, 3e-3, 3e-4, 3e-4, 3e-5, 3e-5], rtol=1e-5
+  )
 
 
 def test_epochs_to_steps():
