@@ -138,7 +138,9 @@ class DataParallel:
     if self.mode == "jit":
       return jax.jit(fn, donate_argnums=donate_argnums)
     if self.mode == "pmap":
-      return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=donate_argnums)
+      # Across processes pmap maps over every process's local devices itself.
+      devices = list(self.mesh.devices.flat) if jax.process_count() == 1 else None
+      return jax.pmap(fn, axis_name=AXIS_NAME, devices=devices, donate_argnums=donate_argnums)
     out_specs = (P(), P()) if out_is_state else P()
     if self.mode == "shard_map":
       fn = jax.shard_map(

@@ -111,3 +111,17 @@ def test_put_batch_shapes_and_errors():
     parallel.DataParallel.create("ddp")
   with pytest.raises(ValueError, match="one device"):
     parallel.DataParallel.create("jit", jax.devices()[:2])
+
+
+@pytest.mark.parametrize("mode", ["pmap", "sharded", "shard_map"])
+def test_a_subset_of_devices(mode):
+  dp = parallel.DataParallel.create(mode, jax.devices()[:4])
+  assert dp.num_devices == 4
+  count = lambda state, batch: {"sum": state["scale"] * batch["x"].sum()}
+  if dp.axis_name is not None:
+    per_device = count
+    count = lambda state, batch: jax.lax.psum(per_device(state, batch), dp.axis_name)
+  sums = dp.compile_eval_step(count)(
+      dp.put_state({"scale": np.float32(2.0)}), dp.put_batch({"x": np.arange(8, dtype=np.float32)})
+  )
+  assert float(dp.get_metrics(sums)["sum"]) == 2.0 * 28
