@@ -57,6 +57,10 @@ from mixup_jax import train as train_lib
 PARALLEL_MODES = parallel.MODES
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cifar", "wrn", "imagenet", "speech")
+# config.mixup.pairing: 'knn' mixes each example with one of its nearest training
+# neighbours (Table 5's KNN; optional fields mixup.knn_k, default 200, and
+# mixup.knn_within_class, default False).
+PAIRINGS = ("random", "same_class", "knn")
 
 # A hook is called on the host after every train step with the number of
 # updates done and the (not yet synchronised) train state.
@@ -148,8 +152,13 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
            f"must be a finite number >= 0 (0 trains by ERM), got {mix.alpha!r}.")
   _require(mix.granularity in mixing_lib.GRANULARITIES, "mixup.granularity",
            f"must be one of {mixing_lib.GRANULARITIES}, got {mix.granularity!r}.")
-  _require(mix.pairing in ("random", "same_class"), "mixup.pairing",
-           f"must be 'random' or 'same_class', got {mix.pairing!r}.")
+  _require(mix.pairing in PAIRINGS, "mixup.pairing",
+           f"must be one of {PAIRINGS}, got {mix.pairing!r}.")
+  if mix.pairing == "knn":
+    _require(_is_int(mix.get("knn_k", 200)) and mix.get("knn_k", 200) >= 1, "mixup.knn_k",
+             f"must be an int >= 1, got {mix.get('knn_k')!r}.")
+    _require(not mix.stages, "mixup.pairing",
+             "'knn' mixes the inputs with a partner image: it cannot mix at mixup.stages.")
   _require(mix.targets in mixing_lib.TARGET_MODES, "mixup.targets",
            f"must be one of {mixing_lib.TARGET_MODES}, got {mix.targets!r}.")
   _require(_is_int(mix.num_sources) and mix.num_sources >= 2, "mixup.num_sources",
@@ -473,7 +482,8 @@ def run_training(
   train_iter = data_lib.train_iterator(
       dataset.train, global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      worker_count=config.data_workers, transforms=dataset.train_transforms)
+      worker_count=config.data_workers,
+      transforms=tuple(dataset.train_transforms) + _partner_transforms(config, dataset))
   carry, step_fn, eval_step, metric_names = _build_steps(
       config, dataset, model, dp, steps_per_epoch, _peek(train_iter, dataset.input_key))
 
@@ -646,11 +656,22 @@ def _mixing_options(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
   }
   if mix.alpha > 0:
     options.update(
-        granularity=mix.granularity, pairing=mix.pairing, num_sources=mix.num_sources,
+        granularity=mix.granularity, pairing="given" if mix.pairing == "knn" else mix.pairing,
+        num_sources=mix.num_sources,
         targets=mix.targets, prob=float(mix.prob), global_pairing=mix.global_pairing,
         mix_start_step=optim.epochs_to_steps(mix.start_epoch, steps_per_epoch),
         mix_stage=tuple(mix.stages) or None)
   return options
+
+
+def _partner_transforms(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> tuple:
+  """The k-NN partner transform of pairing 'knn' (neighbours computed once, cached)."""
+  if not (config.mixup.alpha > 0 and config.mixup.pairing == "knn"):
+    return ()
+  return (data_lib.neighbors.knn_partner(
+      dataset.train, k=config.mixup.get("knn_k", 200),
+      within_class=bool(config.mixup.get("knn_within_class", False)),
+      input_key=dataset.input_key),)
 
 
 def _model_batch(batch: Mapping[str, np.ndarray], input_key: str) -> dict[str, np.ndarray]:
