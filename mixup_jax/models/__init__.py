@@ -8,10 +8,10 @@ Every model is a Flax linen Module called as `model.apply(variables, x, train=..
 images are NHWC, feature rows [B, D]; the output is float32 logits [B, num_classes].
 Options common to all: `dtype` (computation dtype, e.g. jnp.bfloat16; parameters are
 always float32). Models with BatchNorm also take `axis_name` (average the batch
-statistics over that pmap / shard_map axis; initialise with train=False) and keep
-running statistics in the 'batch_stats' collection. Dropout draws from the 'dropout'
-rng. The models in `LATENT_MIXING_MODELS` also take `mixing=` and `mix_stage=` to mix
-hidden activations (see `mixup_jax.models.cifar`).
+statistics over that pmap / shard_map axis) and keep running statistics in the
+'batch_stats' collection. Dropout draws from the 'dropout' rng. The models in
+`LATENT_MIXING_MODELS` also take `mixing=` and `mix_stage=` to mix hidden
+activations (see `mixup_jax.models.cifar`). Initialisers: `mixup_jax.models.layers`.
 """
 
 from __future__ import annotations

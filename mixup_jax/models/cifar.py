@@ -20,8 +20,11 @@ Mixing positions k (`layers.MIX_STAGES`):
 The three-stage networks use 4 for "after the last stage", so every k is a distinct
 place in every network and 1..5 go from shallow to deep.
 
-k = 0 gives bitwise the result of applying the model to apply_mixing(mixing, x);
-k may be a traced integer scalar drawn per step under jit.
+k = 0 gives bitwise the result of applying the model to apply_mixing(mixing, x)
+when k is a Python int (the same computation); a traced k (drawn per step under jit)
+gives it to float rounding. In all three networks the stem is a bias-free
+convolution, a linear map that mixing commutes with, so k = 1 equals k = 0 up to
+float rounding: "layer 1" of the paper's Table 5 is input mixup for these networks.
 """
 
 from __future__ import annotations

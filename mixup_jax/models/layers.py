@@ -183,6 +183,10 @@ def mix_at(
 
   Returns:
     [B, ...] activations, bitwise equal to h or to apply_mixing(mixing, h).
+
+  A Mixing sampled with `global_pairing` all-gathers h across devices inside the
+  conditional, so a traced stage must then be the same on every device (draw it
+  from a key that is not folded with the device index).
   """
   if mixing is None:
     return h
