@@ -5,8 +5,9 @@
 
 One step = mixup (alpha = 1) + forward + backward + SGD-momentum update, jitted, on
 one device, CIFAR-shaped inputs ([128, 32, 32, 3]; MNIST [128, 28, 28, 1]).
-Each row: median milliseconds per step over `--steps` timed steps after compilation,
-examples/second, seconds per epoch of a 5,000-image subset, and the ratio of its
+Each row: median milliseconds per step over `--steps` timed steps after compilation
+(wall clock, and CPU time of this process summed over its threads, which is less
+disturbed by other work on a shared machine), examples/second, seconds per epoch of a 5,000-image subset, and the ratio of its
 step time to the reference row (PreAct ResNet-18 at width 16). The "latent" row
 mixes at a stage drawn per step inside the jitted step instead of at the input.
 """
@@ -53,8 +54,8 @@ def _step_fn(model, tx, latent: bool):
   return step
 
 
-def _time_per_step(name: str, options: dict, latent: bool, steps: int) -> float:
-  """Median seconds of one train step of get_model(name, 10, **options)."""
+def _time_per_step(name: str, options: dict, latent: bool, steps: int) -> tuple[float, float]:
+  """Median wall and CPU seconds of one train step of get_model(name, 10, **options)."""
   model = get_model(name, 10, **options)
   shape = (BATCH, 28, 28, 1) if name == "mnist_cnn" else (BATCH, 32, 32, 3)
   x = jax.random.normal(jax.random.key(1), shape)
@@ -66,12 +67,13 @@ def _time_per_step(name: str, options: dict, latent: bool, steps: int) -> float:
   opt_state = tx.init(params)
   step = _step_fn(model, tx, latent)
   carry = jax.block_until_ready(step(params, state, opt_state, x, y, jax.random.key(0)))
-  times = []
+  wall, cpu = [], []
   for i in range(steps):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     carry = jax.block_until_ready(step(*carry, x, y, jax.random.key(i + 1)))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+    wall.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
+  return float(np.median(wall)), float(np.median(cpu))
 
 
 def main() -> None:
@@ -92,14 +94,16 @@ def main() -> None:
     rows.append(("preact_resnet18 width 64 (paper)", "preact_resnet18", dict(width=64), False))
   print(f"jax {jax.__version__}, {jax.devices()[0].platform}, batch {BATCH}, "
         f"median of {args.steps} steps")
-  print(f"| network | ms / step | examples / s | s / {SUBSET}-image epoch | time vs first row |")
-  print("|---|---|---|---|---|")
+  print(f"| network | ms / step | CPU ms / step | examples / s | s / {SUBSET}-image epoch "
+        "| time vs first row |")
+  print("|---|---|---|---|---|---|")
   reference = None
   for label, name, options, latent in rows:
-    seconds = _time_per_step(name, options, latent, args.steps)
+    seconds, cpu_seconds = _time_per_step(name, options, latent, args.steps)
     reference = reference or seconds
-    print(f"| {label} | {1000 * seconds:.0f} | {BATCH / seconds:.0f} | "
-          f"{seconds * SUBSET / BATCH:.1f} | {seconds / reference:.2f} |", flush=True)
+    print(f"| {label} | {1000 * seconds:.0f} | {1000 * cpu_seconds:.0f} | "
+          f"{BATCH / seconds:.0f} | {seconds * SUBSET / BATCH:.1f} | "
+          f"{seconds / reference:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -423,7 +423,8 @@ def test_reduced_network_backward_and_bf16(name):
     if not check_bf16:
       return grads, out, updates, None
     v = {"params": params, **state}
-    return grads, out, updates, (model.apply(v, x, train=False), model_bf16.apply(v, x, train=False))
+    evals = (model.apply(v, x, train=False), model_bf16.apply(v, x, train=False))
+    return grads, out, updates, evals
 
   grads, out, updates, evals = run(params)
   assert out.shape == (shape[0], _num_classes(name)) and out.dtype == jnp.float32

@@ -13,7 +13,6 @@ import gzip
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 

@@ -23,7 +23,13 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mixup_jax.models.cifar import DenseNetBC, PreActResNet, densenet_bc, preact_resnet18, wide_resnet
+from mixup_jax.models.cifar import (
+    DenseNetBC,
+    PreActResNet,
+    densenet_bc,
+    preact_resnet18,
+    wide_resnet,
+)
 from mixup_jax.models.dense import MLP, gan_discriminator, gan_generator, mlp
 from mixup_jax.models.imagenet import (
     ResNet,
