@@ -9,9 +9,10 @@
 
 The modes (all data parallel, parameters replicated, the global batch split by rows):
   "jit":       one device, `jax.jit`.
-  "pmap":      `jax.pmap` over this process's devices; the step runs per device with
-               axis_name "data": gradients are pmean'ed and BatchNorm statistics
-               averaged over the axis by the model.
+  "pmap":      `jax.pmap` over this process's devices (each process maps its own;
+               the axis spans all): the step runs per device with axis_name
+               "data": gradients are pmean'ed and BatchNorm statistics averaged over
+               the axis by the model.
   "sharded":   `jax.jit` with `NamedSharding` over a 1-D mesh "data" of all devices:
                the compiler partitions the step; BatchNorm statistics are computed over
                the global batch as on one device. Mixing pairs rows within each
@@ -20,10 +21,10 @@ The modes (all data parallel, parameters replicated, the global batch split by r
   "shard_map": `jax.jit` of `jax.shard_map` over the same mesh: the step runs per
                device with axis_name "data", as under pmap.
 All four compute the same numbers as one device given num_groups = D (tests/
-test_parallel.py). "sharded" and "shard_map" span every process of a
-`jax.distributed` run: each process passes its own rows to `put_batch`
-(`jax.make_array_from_process_local_data`) and `local_rows` says which rows of a
-global batch those are.
+test_parallel.py). "pmap", "sharded" and "shard_map" also span every process of a
+`jax.distributed` run (tests/test_multiprocess.py): each process passes its own rows
+to `put_batch` (`jax.make_array_from_process_local_data`, or its local devices under
+pmap) and `local_rows` says which rows of a global batch those are.
 """
 
 from __future__ import annotations

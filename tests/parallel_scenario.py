@@ -112,7 +112,7 @@ def _main() -> None:
   parser.add_argument("--port", type=int, required=True)
   parser.add_argument("--local_devices", type=int, required=True)
   parser.add_argument("--out", type=pathlib.Path, required=True)
-  parser.add_argument("--modes", default="sharded,shard_map")
+  parser.add_argument("--modes", default="pmap,sharded,shard_map")
   args = parser.parse_args()
 
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.local_devices}"

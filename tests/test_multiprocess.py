@@ -2,9 +2,10 @@
 
 Each process runs tests/parallel_scenario.py: it joins a local coordinator (gloo
 collectives), feeds its own rows of the fixed global batch through
-`jax.make_array_from_process_local_data`, trains and evaluates in the "sharded" and
-"shard_map" modes over the 8-device global mesh, and writes what it got. Both
-processes must agree with the single-process 8-device run and with the 1-device run.
+`jax.make_array_from_process_local_data` (pmap: its local devices' rows), trains and
+evaluates in the "pmap", "sharded" and "shard_map" modes over the 8 devices of both
+processes, and writes what it got. Both processes must agree with the single-process
+8-device run and with the 1-device run.
 """
 
 import os
@@ -20,7 +21,7 @@ import parallel_scenario as scenario
 
 NUM_PROCESSES = 2
 LOCAL_DEVICES = 4
-MODES = ("sharded", "shard_map")
+MODES = ("pmap", "sharded", "shard_map")
 TIMEOUT_S = 420  # a hung collective fails the test instead of blocking CI
 RTOL, ATOL = 2e-5, 2e-6
 
