@@ -44,7 +44,7 @@ def test_lambda_follows_beta(alpha):
 @pytest.mark.parametrize("alpha", [0.2, 1.0])
 def test_batch_lambda_follows_beta_across_keys(alpha):
   keys = jax.random.split(KEY, 2000)
-  weights = jax.vmap(lambda k: mj.sample_mixing(k, alpha, 4).weights[0])(keys)
+  weights = jax.jit(jax.vmap(lambda k: mj.sample_mixing(k, alpha, 4).weights[0]))(keys)
   smaller = np.asarray(weights.min(axis=1), np.float64)
   beta = scipy.stats.beta(alpha, alpha)
   assert scipy.stats.kstest(smaller, lambda t: 2 * beta.cdf(t)).pvalue > 1e-3
@@ -223,7 +223,7 @@ def test_probability_of_mixing():
   m = mj.sample_mixing(KEY, 1.0, 4000, granularity="example", prob=0.3)
   mixed = np.asarray(m.lam) < 1.0
   assert abs(mixed.mean() - 0.3) < 0.03
-  per_batch = jax.vmap(lambda k: mj.sample_mixing(k, 1.0, 4, prob=0.3).lam)(
+  per_batch = jax.jit(jax.vmap(lambda k: mj.sample_mixing(k, 1.0, 4, prob=0.3).lam))(
       jax.random.split(KEY, 1000))
   assert (per_batch == per_batch[:, :1]).all()  # drawn once per batch
   assert abs((per_batch[:, 0] < 1).mean() - 0.3) < 0.05
@@ -279,7 +279,7 @@ def _mix_fn(**options):
 def test_identical_with_and_without_jit():
   x = jax.random.normal(KEY, (12, 4, 4, 3))
   y = jnp.arange(12) % 8
-  for options in ({"granularity": "example", "prob": 0.5}, {"pairing": "same_class"},
+  for options in ({"granularity": "example", "prob": 0.5, "pairing": "same_class"},
                   {"num_sources": 3, "num_groups": 4, "granularity": "device"}):
     fn = _mix_fn(**options)
     eager = fn(KEY, x, y, 0.7)
