@@ -5,14 +5,14 @@ tests/test_multiprocess.py, which also runs this file as a script in each of sev
 `jax.distributed` processes:
 
   python tests/parallel_scenario.py --process_id=0 --num_processes=2 --port=PORT \
-      --local_devices=4 --out=DIR
+      --local_devices=4 --out=DIR [--init_file=STATE.npz]
 
-The run: the small CIFAR CNN at width 4 (BatchNorm after every conv), SGD with momentum and
-weight decay, a fixed global batch of 32 real CIFAR-10 test images shipped as uint8,
-on-device random crop + flip, mixup with one lambda per example and partners within
-each device's rows, Gaussian input noise, two steps; then an exact eval of 20 images
-padded to 32. A 1-device run with num_groups=8 makes the same random choices as the
-8-device runs, so all must agree to float tolerance.
+The run: the small CIFAR CNN at width 4 (BatchNorm after every conv), SGD with
+momentum and weight decay, a fixed global batch of 32 real CIFAR-10 test images shipped
+as uint8, on-device random crop + flip, mixup with one lambda per example and partners
+within each device's rows, two steps; then an exact eval of 20 images padded to 32. A
+1-device run with num_groups=8 makes the same random choices as the 8-device runs, so
+all must agree to float tolerance.
 """
 
 from __future__ import annotations
@@ -46,8 +46,47 @@ def load_batches(data_dir: pathlib.Path):
   return train_batch, eval_batch
 
 
+def _initial_state(model, tx, init_file: pathlib.Path | None):
+  """The run's step-0 state: created from the seed, or read from `init_file`.
+
+  The worker processes read the leaves the test wrote (as a restored checkpoint
+  would give them), which spares each process the initialisation's compilation.
+  """
+  import jax
+  import numpy as np
+
+  from mixup_jax.train import create_train_state
+
+  example = np.zeros((1, 32, 32, 3), np.float32)
+  create = lambda: create_train_state(jax.random.PRNGKey(0), model, tx, example)
+  if init_file is None:
+    return create()
+  structure = jax.tree.structure(jax.eval_shape(create))
+  with np.load(init_file) as arrays:
+    leaves = [arrays[str(i)] for i in range(len(arrays.files))]
+  return jax.tree.unflatten(structure, leaves)
+
+
+def write_initial_state(path: pathlib.Path) -> None:
+  """Writes the leaves of the step-0 state for `run(..., init_file=path)`."""
+  import jax
+  import numpy as np
+
+  model, tx = _model_and_optimizer(axis_name=None)
+  leaves = jax.tree.leaves(_initial_state(model, tx, None))
+  np.savez(path, **{str(i): np.asarray(leaf) for i, leaf in enumerate(leaves)})
+
+
+def _model_and_optimizer(axis_name):
+  from mixup_jax import optim
+  from mixup_jax.models import get_model
+
+  model = get_model("cifar_small_cnn", NUM_CLASSES, width=4, axis_name=axis_name)
+  return model, optim.sgd(0.1, momentum=0.9, weight_decay=5e-4)
+
+
 @functools.lru_cache(maxsize=None)
-def run(mode: str, data_dir: pathlib.Path) -> dict:
+def run(mode: str, data_dir: pathlib.Path, init_file: pathlib.Path | None = None) -> dict:
   """Trains NUM_STEPS steps and evaluates in `mode`; numpy params, stats, metrics.
 
   Cached per process (test files share the runs): treat the result as read-only.
@@ -55,11 +94,9 @@ def run(mode: str, data_dir: pathlib.Path) -> dict:
   import jax
   import numpy as np
 
-  from mixup_jax import optim
   from mixup_jax.data import augment
-  from mixup_jax.models import get_model
   from mixup_jax.parallel import DataParallel
-  from mixup_jax.train import create_train_state, make_eval_step, make_train_step
+  from mixup_jax.train import make_eval_step, make_train_step
 
   dp = DataParallel.create(mode)
   options = dict(dp.step_options)
@@ -67,13 +104,11 @@ def run(mode: str, data_dir: pathlib.Path) -> dict:
     options["num_groups"] = NUM_DEVICES  # choose what 8 devices choose
   train_step = make_train_step(
       num_classes=NUM_CLASSES, alpha=1.0, granularity="example",
-      input_noise_sigma=0.05, augment_fn=augment.cifar_train, **options,
+      augment_fn=augment.cifar_train, **options,
   )
   eval_step = make_eval_step(preprocess_fn=augment.cifar_eval, axis_name=dp.axis_name)
-  model = get_model("cifar_small_cnn", NUM_CLASSES, width=4, axis_name=dp.axis_name)
-  tx = optim.sgd(0.1, momentum=0.9, weight_decay=5e-4)
-  example = np.zeros((1, 32, 32, 3), np.float32)
-  state = dp.put_state(create_train_state(jax.random.PRNGKey(0), model, tx, example))
+  model, tx = _model_and_optimizer(dp.axis_name)
+  state = dp.put_state(_initial_state(model, tx, init_file))
   train_batch, eval_batch = load_batches(data_dir)
   rows = dp.local_rows(GLOBAL_BATCH)
   local = lambda batch: {k: v[rows] for k, v in batch.items()}
@@ -113,6 +148,7 @@ def _main() -> None:
   parser.add_argument("--local_devices", type=int, required=True)
   parser.add_argument("--out", type=pathlib.Path, required=True)
   parser.add_argument("--modes", default="pmap,sharded,shard_map")
+  parser.add_argument("--init_file", type=pathlib.Path, default=None)
   args = parser.parse_args()
 
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.local_devices}"
@@ -129,7 +165,7 @@ def _main() -> None:
 
   assert jax.device_count() == args.local_devices * args.num_processes, jax.devices()
   for mode in args.modes.split(","):
-    result = run(mode, pathlib.Path(os.environ["MIXUP_JAX_DATA_DIR"]))
+    result = run(mode, pathlib.Path(os.environ["MIXUP_JAX_DATA_DIR"]), args.init_file)
     np.savez(args.out / f"{mode}_process{args.process_id}.npz", **flatten(result))
   jax.distributed.shutdown()
 

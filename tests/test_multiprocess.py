@@ -1,7 +1,7 @@
 """Two `jax.distributed` processes with 4 CPU devices each run the step of one process.
 
 Each process runs tests/parallel_scenario.py: it joins a local coordinator (gloo
-collectives), feeds its own rows of the fixed global batch through
+collectives), starts from the step-0 state the test wrote, feeds its own rows of the fixed global batch through
 `jax.make_array_from_process_local_data` (pmap: its local devices' rows), trains and
 evaluates in the "pmap", "sharded" and "shard_map" modes over the 8 devices of both
 processes, and writes what it got. Both processes must agree with the single-process
@@ -39,13 +39,16 @@ def process_results(tmp_path_factory, data_dir):
   script = pathlib.Path(scenario.__file__)
   env = dict(os.environ, MIXUP_JAX_DATA_DIR=str(data_dir))
   env.pop("XLA_FLAGS", None)  # the worker asks for LOCAL_DEVICES itself
+  init_file = out / "initial_state.npz"
+  scenario.write_initial_state(init_file)
   port = _free_port()
   logs = [open(out / f"process{i}.log", "w") for i in range(NUM_PROCESSES)]
   workers = [
       subprocess.Popen(
           [sys.executable, str(script), f"--process_id={i}",
            f"--num_processes={NUM_PROCESSES}", f"--port={port}",
-           f"--local_devices={LOCAL_DEVICES}", f"--out={out}", f"--modes={','.join(MODES)}"],
+           f"--local_devices={LOCAL_DEVICES}", f"--out={out}", f"--modes={','.join(MODES)}",
+           f"--init_file={init_file}"],
           env=env, stdout=logs[i], stderr=subprocess.STDOUT,
       )
       for i in range(NUM_PROCESSES)
