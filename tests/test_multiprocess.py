@@ -1,11 +1,11 @@
 """Two `jax.distributed` processes with 4 CPU devices each run the step of one process.
 
 Each process runs tests/parallel_scenario.py: it joins a local coordinator (gloo
-collectives), starts from the step-0 state the test wrote, feeds its own rows of the fixed global batch through
-`jax.make_array_from_process_local_data` (pmap: its local devices' rows), trains and
-evaluates in the "pmap", "sharded" and "shard_map" modes over the 8 devices of both
-processes, and writes what it got. Both processes must agree with the single-process
-8-device run and with the 1-device run.
+collectives), starts from the step-0 state the test wrote, feeds its own rows of the
+fixed global batch through `jax.make_array_from_process_local_data` (pmap: to its
+local devices), trains and evaluates in the "pmap", "sharded" and "shard_map" modes
+over the 8 devices of both processes, and writes what it got. Both processes must
+agree with the single-process 8-device run and with the 1-device run.
 """
 
 import os
