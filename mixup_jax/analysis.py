@@ -43,7 +43,8 @@ def sample_pairs(rng: jax.Array, num_examples: int, num_pairs: int) -> jax.Array
     num_pairs: how many pairs.
   """
   if not isinstance(num_examples, int) or num_examples < 2:
-    raise ValueError(f"num_examples must be an int >= 2 (pairs of distinct examples), got {num_examples!r}.")
+    raise ValueError(
+        f"num_examples must be an int >= 2 (pairs of distinct examples), got {num_examples!r}.")
   if not isinstance(num_pairs, int) or num_pairs < 1:
     raise ValueError(f"num_pairs must be a positive int, got {num_pairs!r}.")
   first_key, offset_key = jax.random.split(rng)
@@ -55,13 +56,15 @@ def sample_pairs(rng: jax.Array, num_examples: int, num_pairs: int) -> jax.Array
 
 def _check(x_i, y_i, x_j, y_j, lams, num_classes) -> None:
   if jnp.shape(x_i) != jnp.shape(x_j):
-    raise ValueError(f"x_i and x_j must have the same shape, got {jnp.shape(x_i)} and {jnp.shape(x_j)}.")
+    raise ValueError(
+        f"x_i and x_j must have the same shape, got {jnp.shape(x_i)} and {jnp.shape(x_j)}.")
   if not jnp.issubdtype(jnp.result_type(x_i), jnp.floating):
     raise ValueError(f"x_i, x_j must be float model inputs, got dtype {jnp.result_type(x_i)}.")
   batch = jnp.shape(x_i)[:1]
   for name, y in (("y_i", y_i), ("y_j", y_j)):
     if jnp.shape(y) != batch or not jnp.issubdtype(jnp.result_type(y), jnp.integer):
-      raise ValueError(f"{name} must be [B={batch[0]}] integer class ids, got {jnp.result_type(y)}{jnp.shape(y)}.")
+      raise ValueError(f"{name} must be [B={batch[0]}] integer class ids, got "
+                       f"{jnp.result_type(y)}{jnp.shape(y)}.")
   if jnp.ndim(lams) != 1 or jnp.shape(lams)[0] < 1:
     raise ValueError(f"lams must be a non-empty 1-D grid of weights, got shape {jnp.shape(lams)}.")
   if not isinstance(num_classes, int) or num_classes < 2:
@@ -69,7 +72,8 @@ def _check(x_i, y_i, x_j, y_j, lams, num_classes) -> None:
 
 
 def in_between_per_pair(logits_fn: LogitsFn, x_i: jax.Array, y_i: jax.Array, x_j: jax.Array,
-                        y_j: jax.Array, lams: jax.Array, *, num_classes: int) -> dict[str, jax.Array]:
+                        y_j: jax.Array, lams: jax.Array, *,
+                        num_classes: int) -> dict[str, jax.Array]:
   """Per-pair miss indicators and input-gradient norms along the lambda grid.
 
   Args:

@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mixup_jax import losses
 
@@ -66,8 +67,13 @@ class PixelSpace:
     return len(self.mean)
 
   def eps_to_input(self, eps: float) -> jax.Array:
-    """[C] float32: a budget of `eps` pixels in input units, per channel."""
-    return jnp.asarray(eps, jnp.float32) / self.pixel_max / jnp.asarray(self.std, jnp.float32)
+    """[C] float32: a budget of `eps` pixels in input units, per channel.
+
+    A negative traced `eps` (which no check can see) gives NaN, not a silent clip.
+    """
+    eps = jnp.asarray(eps, jnp.float32)
+    eps = jnp.where(eps >= 0, eps, jnp.nan)
+    return eps / self.pixel_max / jnp.asarray(self.std, jnp.float32)
 
   def bounds(self) -> tuple[jax.Array, jax.Array]:
     """([C], [C]) float32: the inputs of pixel 0 and of pixel `pixel_max`."""
@@ -105,8 +111,18 @@ def _check_inputs(x: jax.Array, labels: jax.Array, space: PixelSpace, eps) -> No
         f"labels must be [B={jnp.shape(x)[0]}] integer class ids, got shape {jnp.shape(labels)}.")
   if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
     raise ValueError(f"labels must be integer class ids, got dtype {jnp.result_type(labels)}.")
-  if not isinstance(eps, (int, float)) or not eps >= 0 or eps != eps:
-    raise ValueError(f"eps must be a number of pixels >= 0 (e.g. 4.0 of 255), got {eps!r}.")
+  _check_pixels("eps", eps)
+
+
+def _check_pixels(name: str, value) -> None:
+  """A budget in pixels: a number >= 0, or a float scalar array (traced: a sweep under
+  one compilation; its value cannot be checked)."""
+  if isinstance(value, (jax.Array, np.ndarray)):
+    if value.ndim != 0 or not jnp.issubdtype(value.dtype, jnp.floating):
+      raise ValueError(f"{name} must be a float scalar, got {value.dtype}{list(value.shape)}.")
+    return
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    raise ValueError(f"{name} must be a number of pixels >= 0 (e.g. 4.0 of 255), got {value!r}.")
 
 
 def _input_gradient(logits_fn: LogitsFn, x: jax.Array, labels: jax.Array) -> jax.Array:
@@ -134,7 +150,8 @@ def fgsm(logits_fn: LogitsFn, x: jax.Array, labels: jax.Array, *, eps: float,
       independently (a model in eval mode).
     x: [B, H, W, C] float normalised inputs (of valid pixels).
     labels: [B] int, the true classes (the loss the attack increases).
-    eps: the budget in pixels on the 0..pixel_max scale (the paper: 4).
+    eps: the budget in pixels on the 0..pixel_max scale (the paper: 4); a
+      float scalar array may be passed instead, so a sweep over eps compiles once.
     space: the pixel <-> input mapping of the model.
 
   Returns:
@@ -166,8 +183,7 @@ def iterative_fgsm(logits_fn: LogitsFn, x: jax.Array, labels: jax.Array, *, eps:
     raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}.")
   if step_size is None:
     step_size = eps / num_steps
-  if not isinstance(step_size, (int, float)) or not step_size >= 0:
-    raise ValueError(f"step_size must be a number of pixels >= 0, got {step_size!r}.")
+  _check_pixels("step_size", step_size)
   x = x.astype(jnp.float32)
   budget = space.eps_to_input(eps)
   step = space.eps_to_input(step_size)

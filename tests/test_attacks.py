@@ -37,7 +37,8 @@ def test_pixel_space_matches_the_cifar_normalisation():
   low, high = SPACE.bounds()
   np.testing.assert_allclose(low, SPACE.to_input(np.zeros(3)), atol=1e-7)
   np.testing.assert_allclose(high, SPACE.to_input(np.full(3, 255.0)), atol=1e-7)
-  np.testing.assert_allclose(SPACE.eps_to_input(4.0), 4.0 / 255.0 / np.asarray(augment.CIFAR_STD), rtol=1e-6)
+  np.testing.assert_allclose(SPACE.eps_to_input(4.0), 4.0 / 255.0 / np.asarray(augment.CIFAR_STD),
+                             rtol=1e-6)
 
 
 def test_fgsm_is_the_signed_gradient_step_of_a_linear_model():
@@ -73,6 +74,19 @@ def test_budget_and_valid_range_hold_for_both_attacks_under_jit(cifar):
     assert moved.min() < 8.0 - 1e-3, name
     eager = attacks.attack(name, fn, jnp.asarray(x), jnp.asarray(y), eps=8.0, space=SPACE)
     np.testing.assert_allclose(x_adv, eager, atol=1e-5)
+
+
+def test_a_traced_budget_sweeps_under_one_compilation():
+  rng = np.random.default_rng(4)
+  x = SPACE.to_input(rng.integers(0, 256, (3, 4, 4, 3)))
+  labels = rng.integers(0, 3, 3).astype(np.int32)
+  fn = _linear(rng.normal(size=(48, 3)).astype(np.float32), np.zeros(3, np.float32))
+  run = jax.jit(lambda eps: attacks.iterative_fgsm(fn, x, labels, eps=eps, space=SPACE))
+  for eps in (2.0, 8.0):
+    expected = attacks.iterative_fgsm(fn, x, labels, eps=eps, space=SPACE)
+    np.testing.assert_allclose(run(jnp.float32(eps)), expected, atol=1e-6)
+  assert run._cache_size() == 1
+  assert np.all(np.isnan(run(jnp.float32(-1.0))))  # a bad traced budget is loud
 
 
 def test_one_step_ifgsm_is_fgsm():
