@@ -683,11 +683,11 @@ def _model_batch(batch: Mapping[str, np.ndarray], input_key: str) -> dict[str, n
 
 
 def _peek(train_iter, input_key: str) -> dict[str, np.ndarray]:
-  """The first batch the iterator will yield, leaving its position unchanged."""
-  position = train_iter.get_state()
-  batch = next(train_iter)
-  train_iter.set_state(position)
-  return _model_batch(batch, input_key)
+  """The first batch the iterator will yield, leaving its position unchanged.
+
+  `peek` computes it in this process, so no loader worker is started for it.
+  """
+  return _model_batch(train_iter.peek(), input_key)
 
 
 def _metric_names(train_step, state, batch, axis_name: str | None) -> tuple[str, ...]:
