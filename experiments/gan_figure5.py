@@ -17,13 +17,13 @@ Scales:
   ReLU units, Adam with default settings (lr 1e-3) for both, minibatch 128, five
   discriminator updates per generator update, 20,000 generator updates; samples
   shown after 10, 100, 1,000, 10,000 and 20,000 updates.
-- cpu (run here): the same except hidden layers of 128 units (4x narrower, ~16x
+- cpu (committed results): the same except hidden layers of 128 units (4x narrower, ~16x
   fewer FLOPs) and 5,000 generator updates (4x fewer); samples shown after 10, 100,
   1,000, 2,500 and 5,000. At full width one generator update with its five
-  discriminator updates took ~0.1 s per seed on this machine, so the paper's
+  discriminator updates took ~0.1 s per seed on a 2-core CPU, so the paper's
   schedule would take ~30 minutes per run and ~6 hours for the 12 runs (2 targets x
   2 objectives x 3 seeds).
-- cpu_lr1e-4 (run here): cpu with Adam lr 1e-4 instead of the default 1e-3. At
+- cpu_lr1e-4 (committed results): cpu with Adam lr 1e-4 instead of the default 1e-3. At
   width 128 and lr 1e-3 both GANs drift away from the data (see the README); lr
   1e-4 is what public reproductions of this experiment use.
 - small: a 16-unit network for 20 updates, for the tests.
