@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 import pytest
 
 _COLABS = pathlib.Path(__file__).resolve().parents[1] / "colabs"
-NOTEBOOKS = ("quickstart", "multi_device", "uci_tables")
+NOTEBOOKS = ("quickstart", "multi_device", "toy_and_gan", "uci_tables")
 # A hang guard per notebook, not a speed target: each runs in a minute or two.
 _NOTEBOOK_TIMEOUT_S = 600
 
