@@ -25,6 +25,8 @@ _TEST = _EXPERIMENTS + [
     "pytest>=8",
     "scipy>=1.11",  # Kolmogorov-Smirnov tests of the sampled weights
     "nbmake>=1.5",  # executes the notebooks in colabs/
+    "nbclient>=0.9",  # (comes with nbmake; the notebook test imports it directly)
+    "nbformat>=5.9",
 ]
 
 setuptools.setup(
