@@ -33,8 +33,9 @@ import hashlib
 import json
 import os
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from absl import app
 from absl import flags
 import flax
 import jax
@@ -319,8 +320,12 @@ class _EvalState:
   apply_fn: Any = flax.struct.field(pytree_node=False)
 
 
-def define_flags(sizes: Sequence[str], out_dir: pathlib.Path) -> None:
-  """The command-line flags every CIFAR entry takes (defined only when run as a script)."""
+def run_as_script(run: Callable[..., Any], sizes: Sequence[str], out_dir: pathlib.Path) -> None:
+  """The command line every CIFAR entry shares: flags, then `run(size, ...)`, then its table.
+
+  `run(size, *, runs_dir, out_dir, data_dir)` is the entry's own function. Flags are
+  defined here, not at import, because tests import the entries.
+  """
   flags.DEFINE_enum("size", "cpu", list(sizes),
                     "cpu (the committed results), smallest (what CI runs) or full (paper scale).")
   flags.DEFINE_string("runs_dir", str(DEFAULT_RUNS_DIR),
@@ -328,19 +333,16 @@ def define_flags(sizes: Sequence[str], out_dir: pathlib.Path) -> None:
   flags.DEFINE_string("out_dir", str(out_dir), "Where results.json, table.md and the plot go.")
   flags.DEFINE_string("data_dir", None, "Offline data folder (default: $MIXUP_JAX_DATA_DIR).")
 
+  def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    runs_dir, out = pathlib.Path(f.runs_dir), pathlib.Path(f.out_dir)
+    enable_compilation_cache(runs_dir)
+    run(f.size, runs_dir=runs_dir, out_dir=out, data_dir=f.data_dir)
+    print((out / "table.md").read_text())
 
-@dataclasses.dataclass(frozen=True)
-class Args:
-  size: str
-  runs_dir: pathlib.Path
-  out_dir: pathlib.Path
-  data_dir: str | None
-
-
-def parsed_flags() -> Args:
-  """The values of the flags of `define_flags`."""
-  f = flags.FLAGS
-  return Args(f.size, pathlib.Path(f.runs_dir), pathlib.Path(f.out_dir), f.data_dir)
+  app.run(main)
 
 
 def write_json(path: pathlib.Path, payload: Any) -> None:

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Any, Sequence
+from typing import Any
 
-from absl import app
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,15 +138,5 @@ def _plot(results: dict[str, Any], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  args = cifar_runs.parsed_flags()
-  cifar_runs.enable_compilation_cache(args.runs_dir)
-  run(args.size, runs_dir=args.runs_dir, out_dir=args.out_dir, data_dir=args.data_dir)
-  print((args.out_dir / "table.md").read_text())
-
-
 if __name__ == "__main__":
-  cifar_runs.define_flags(list(table3.SIZES), RESULTS_DIR)
-  app.run(main)
+  cifar_runs.run_as_script(run, table3.SIZES, RESULTS_DIR)

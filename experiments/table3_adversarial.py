@@ -29,7 +29,6 @@ import functools
 import pathlib
 from typing import Any, Sequence
 
-from absl import app
 import jax
 import numpy as np
 
@@ -240,16 +239,5 @@ def _plot(results: dict[str, Any], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  args = cifar_runs.parsed_flags()
-  cifar_runs.enable_compilation_cache(args.runs_dir)
-  results = run(args.size, runs_dir=args.runs_dir, out_dir=args.out_dir, data_dir=args.data_dir)
-  print((args.out_dir / "table.md").read_text())
-  del results
-
-
 if __name__ == "__main__":
-  cifar_runs.define_flags(list(SIZES), RESULTS_DIR)
-  app.run(main)
+  cifar_runs.run_as_script(run, SIZES, RESULTS_DIR)

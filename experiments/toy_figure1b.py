@@ -40,8 +40,6 @@ import ml_collections
 import numpy as np
 
 from experiments.configs import default as default_config
-from mixup_jax import data
-from mixup_jax import models
 from mixup_jax import trainer
 from mixup_jax.data import toy
 

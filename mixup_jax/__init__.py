@@ -20,3 +20,20 @@ from mixup_jax.mixing import (
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Mixing",
+    "add_gaussian_noise",
+    "apply_mixing",
+    "as_target_rows",
+    "cross_entropy_with_ids",
+    "mix",
+    "mix_targets",
+    "mixed_cross_entropy",
+    "sample_mixing",
+    "sigmoid_binary_cross_entropy",
+    "smooth_labels",
+    "softmax_cross_entropy",
+    "topk_accuracy",
+    "topk_correct",
+]
