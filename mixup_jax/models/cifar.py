@@ -7,24 +7,33 @@ labels and latent representations"):
   logits, updates = model.apply(variables, x, train=True, mixing=mixing,
                                 mix_stage=k, mutable=["batch_stats"])
 
+PreAct ResNet-18 and DenseNet-BC-190 follow the authors' code layer for layer
+(facebookresearch/mixup-cifar10, `models/resnet.py` `ResNet18()` and
+`models/densenet3.py` `DenseNet190()`); `tools/torch_reference.py` copies our
+weights into PyTorch networks built from that topology and checks that the logits
+agree. WRN-28-10 is not in the authors' repository; it follows the WRN authors' code.
+
 Mixing positions k (`layers.MIX_STAGES`):
 
-  k  PreAct ResNet-18          WRN-28-10                  DenseNet-BC-190
-  0  the input                 the input                  the input
-  1  after the stem conv, before stage / group / dense block 1
-  2  before stage 2            before group 2             after block 1 (before transition 1)
-  3  before stage 3            before group 3             after block 2 (before transition 2)
-  4  before stage 4            after group 3, before the final BN-ReLU (same for block 3)
-  5  before the global average pool and the linear classifier (all three)
+  k  PreAct ResNet-18             WRN-28-10                  DenseNet-BC-190
+  0  the input                    the input                  the input
+  1  after the stem (conv-BN-ReLU) after the stem conv       after the stem conv
+  2  after stage 1                after group 1              after block 1 (before transition 1)
+  3  after stage 2                after group 2              after block 2 (before transition 2)
+  4  after stage 3                after group 3, before the final BN-ReLU (same for block 3)
+  5  after stage 4, before the global average pool and the linear classifier (all three)
 
+For PreAct ResNet-18 these are exactly the `lin` positions of the authors'
+`forward(x, lin, lout)`: the network run from piece k on the mixed activations.
 The three-stage networks use 4 for "after the last stage", so every k is a distinct
 place in every network and 1..5 go from shallow to deep.
 
 k = 0 gives bitwise the result of applying the model to apply_mixing(mixing, x)
 when k is a Python int (the same computation); a traced k (drawn per step under jit)
-gives it to float rounding. In all three networks the stem is a bias-free
-convolution, a linear map that mixing commutes with, so k = 1 equals k = 0 up to
-float rounding: "layer 1" of the paper's Table 5 is input mixup for these networks.
+gives it to float rounding. In PreAct ResNet-18 position 1 follows a BatchNorm and
+a ReLU, so "layer 1" of Table 5 is a different function from input mixing. In
+WRN-28-10 and DenseNet-BC-190 the stem is a bare bias-free convolution, a linear
+map that mixing commutes with, so there k = 1 equals k = 0 up to float rounding.
 """
 
 from __future__ import annotations
@@ -54,11 +63,13 @@ from mixup_jax.models.layers import (
 class PreActBlock(nn.Module):
   """Pre-activation basic block (He et al. 2016b).
 
-  BN-ReLU-conv3x3(stride)-BN-ReLU-[dropout]-conv3x3, plus the input, or a 1x1
-  projection of the pre-activated input when the shape changes (as both
-  kuangliu/pytorch-cifar and the WRN code do). The optional dropout sits after the
-  ReLU between the two convolutions: the paper's Table 2 baseline and the WRN paper's
-  placement.
+  BN-ReLU-conv3x3(stride)-BN-ReLU-[dropout]-conv3x3, plus a shortcut. When the
+  shape changes the shortcut is a 1x1 projection of the pre-activated input
+  relu(bn1(x)) (the mixup authors' and the WRN authors' code agree). When it does
+  not, the two codes differ: the mixup authors' `PreActBlock` adds the
+  pre-activated input (`preact_identity=True`), the WRN code adds x itself. The
+  optional dropout sits after the ReLU between the two convolutions: the paper's
+  Table 2 baseline and the WRN paper's placement (the authors' block has none).
   """
 
   features: int
@@ -67,6 +78,7 @@ class PreActBlock(nn.Module):
   kernel_init: Initializer
   dtype: Dtype
   axis_name: str | None
+  preact_identity: bool
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -78,7 +90,7 @@ class PreActBlock(nn.Module):
         batch_norm, train, dtype=self.dtype, axis_name=self.axis_name
     )
     out = nn.relu(norm(name="bn1")(x))
-    shortcut = x
+    shortcut = out if self.preact_identity else x
     if self.strides != 1 or x.shape[-1] != self.features:
       shortcut = conv(
           self.features, (1, 1), strides=self.strides, padding=0, name="shortcut"
@@ -94,14 +106,18 @@ class PreActBlock(nn.Module):
 class PreActResNet(nn.Module):
   """A pre-activation ResNet for small images, with mixing at any depth.
 
-  Built by `preact_resnet18` (four stages, no final norm) and `wide_resnet` (three
-  stages, then BN-ReLU); see the module docstring for the mixing positions.
+  Built by `preact_resnet18` (the mixup authors' network: a conv-BN-ReLU stem, four
+  stages, no final norm) and `wide_resnet` (a bare conv stem, three stages, then
+  BN-ReLU); see the module docstring for the mixing positions.
 
   Attributes:
     stage_sizes: blocks per stage; the first stage keeps the resolution, the
       others halve it.
     stage_widths: output channels of each stage.
     stem_width: channels of the 3x3 stem convolution.
+    stem_norm: BN-ReLU after the stem convolution (the mixup authors' ResNet18).
+    preact_identity: identity shortcuts add the pre-activated input
+      (`PreActBlock.preact_identity`).
     num_classes: width of the logits.
     final_norm: BN-ReLU after the last stage (WRN); needs three stages so that the
       mixing positions stay 0..5.
@@ -118,6 +134,8 @@ class PreActResNet(nn.Module):
   num_classes: int
   final_norm: bool
   kernel_init: Initializer
+  stem_norm: bool = False
+  preact_identity: bool = False
   zero_bias_head: bool = False
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
@@ -154,6 +172,9 @@ class PreActResNet(nn.Module):
         self.stem_width, (3, 3), padding=1, use_bias=False, dtype=self.dtype,
         kernel_init=self.kernel_init, name="stem",
     )(h)
+    if self.stem_norm:
+      h = batch_norm(train, dtype=self.dtype, axis_name=self.axis_name, name="stem_bn")(h)
+      h = nn.relu(h)
     for i, (num_blocks, width) in enumerate(zip(self.stage_sizes, self.stage_widths)):
       h = mix(h, i + 1)
       for j in range(num_blocks):
@@ -164,6 +185,7 @@ class PreActResNet(nn.Module):
             kernel_init=self.kernel_init,
             dtype=self.dtype,
             axis_name=self.axis_name,
+            preact_identity=self.preact_identity,
             name=f"stage{i + 1}_block{j + 1}",
         )(h, train)
     if self.final_norm:
@@ -188,13 +210,17 @@ def preact_resnet18(
     dtype: Dtype = jnp.float32,
     axis_name: str | None = None,
 ) -> PreActResNet:
-  """PreAct ResNet-18 of kuangliu/pytorch-cifar, the network of the paper's code.
+  """PreAct ResNet-18 of the paper: the authors' `ResNet(PreActBlock, [2, 2, 2, 2])`.
 
-  3x3 stem conv with `width` channels, PreAct blocks [2, 2, 2, 2] of widths
-  width * (1, 2, 4, 8) with strides 1/2/2/2, 1x1 projection shortcuts, global
-  average pool, linear. No BN-ReLU after the last block (the reference has none).
-  PyTorch default initialisation everywhere, as in that code. 11,171,146
-  parameters for 10 classes at width 64.
+  facebookresearch/mixup-cifar10 `models/resnet.py`, layer for layer: a 3x3 stem
+  conv with `width` channels followed by BN-ReLU; PreAct blocks [2, 2, 2, 2] of
+  widths width * (1, 2, 4, 8) with strides 1/2/2/2, whose identity shortcut adds
+  the pre-activated input relu(bn1(x)) and whose projection shortcut is a 1x1 conv
+  of it; no BN-ReLU after the last stage; global average pool (the authors'
+  4 x 4 average pool on 32 x 32 inputs), linear. PyTorch default initialisation
+  everywhere, as that code sets none. 11,171,274 parameters for 10 classes at
+  width 64. (kuangliu/pytorch-cifar's PreActResNet18, with a bare conv stem and raw
+  identity shortcuts, has 11,171,146 and is not the paper's network.)
 
   Args:
     num_classes: number of classes.
@@ -217,6 +243,8 @@ def preact_resnet18(
       num_classes=num_classes,
       final_norm=False,
       kernel_init=TORCH_DEFAULT_INIT,
+      stem_norm=True,
+      preact_identity=True,
       dropout_rate=dropout_rate,
       dtype=dtype,
       axis_name=axis_name,
@@ -294,8 +322,11 @@ class DenseNetBC(nn.Module):
   3x3 stem conv with 2k channels; three dense blocks of (depth - 4) / 6 bottleneck
   layers of growth rate k; between them transitions BN-ReLU-conv1x1 that keep
   floor(C * compression) channels, then 2x2 average pooling; BN-ReLU, global average
-  pool, linear. He-normal (fan_out) convolutions and a zero-bias classifier, as in
-  the authors' code. No dropout (the authors use none with data augmentation).
+  pool, linear. He-normal (fan_out) convolutions, PyTorch's default classifier
+  weights and a zero classifier bias. This is the mixup authors' `DenseNet190()`
+  (facebookresearch/mixup-cifar10 `models/densenet3.py`, itself the DenseNet
+  authors' topology) layer for layer. No dropout (the authors use none with data
+  augmentation).
 
   Attributes:
     num_classes: width of the logits.
