@@ -19,9 +19,11 @@ and the files are written in the background. The directory keeps the last
 error by default), which Orbax ranks from the `metrics` passed to `save`.
 
 Restoring is loud, never silent: unfinished (temporary) step directories left
-by a killed save are skipped with a log line, and an unreadable latest
-checkpoint falls back to the previous one with a warning (once an older one is
-read, the broken one is moved aside, so that the run can save that step again).
+by a killed save are skipped with a log line, and a latest checkpoint that is
+unreadable for good (missing or malformed files, contents that do not fit) falls
+back to the previous one with a warning (once an older one is read, the broken one
+is moved aside, so that the run can save that step again). A read that fails for
+a reason that may pass (an I/O error, a timeout) raises and moves nothing.
 A directory whose checkpoints are all unreadable raises and moves nothing,
 instead of starting a fresh run.
 """
@@ -49,6 +51,28 @@ PyTree = Any
 _TMP_MARKER = ".orbax-checkpoint-tmp"
 _STATE, _DATA_ITER, _CONFIG, _HISTORY, _EXTRA = "state", "data_iter", "config", "history", "extra"
 _policies = ocp.checkpoint_managers
+
+
+# Status codes of tensorstore / gRPC errors that say "try again", not "this is broken".
+_TRANSIENT_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED",
+                    "CANCELLED", "UNKNOWN", "INTERNAL")
+
+
+def _is_deterministic_read_failure(error: BaseException) -> bool:
+  """True when reading a checkpoint failed for a reason that a retry cannot fix.
+
+  Missing or malformed files and contents that do not match the template
+  (ValueError, KeyError, TypeError, FileNotFoundError: what Orbax, tensorstore and
+  JSON raise for them) make a checkpoint unreadable for good, so the loop may fall
+  back to an older one. Anything else (an OSError such as EIO or a permission
+  problem, a timeout, a dropped connection, a tensorstore status like UNAVAILABLE)
+  may pass, and falling back would throw away finished work.
+  """
+  if not isinstance(error, (ValueError, KeyError, TypeError, FileNotFoundError,
+                            NotADirectoryError)):
+    return False
+  message = str(error)
+  return not any(code in message for code in _TRANSIENT_CODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +218,9 @@ class Checkpointer:
     for step in reversed(steps):
       try:
         restored = self._restore(step, abstract, data_iter)
-      except Exception as e:  # pylint: disable=broad-except: any read failure falls back
+      except Exception as e:  # pylint: disable=broad-except: sorted just below
+        if not _is_deterministic_read_failure(e):
+          raise  # a transient I/O error: the checkpoint may be fine, keep it
         failures.append((step, f"{type(e).__name__}: {e}"))
         older = [s for s in steps if s < step]
         logging.warning("Checkpoint %s is unreadable (%s); falling back to %s.",

@@ -75,6 +75,11 @@ class DataParallel:
     """The DataParallel of `mode` over `devices` (default: all that the mode uses)."""
     if mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if mode == "jit" and jax.process_count() > 1:
+      # Each process would train its own model on its own rows, never synchronised.
+      raise ValueError(
+          f'mode "jit" runs on one device of one process, but this run has '
+          f"{jax.process_count()} processes: use 'sharded', 'shard_map' or 'pmap'.")
     if devices is None:
       devices = {
           "jit": jax.local_devices()[:1],

@@ -26,7 +26,6 @@ device, so runs with dropout agree only in distribution across device counts.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -34,9 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mixup_jax import _checks
 from mixup_jax import losses
 from mixup_jax import mixing as mixing_lib
 from mixup_jax import optim
+from mixup_jax.models.layers import MIX_STAGES
 from mixup_jax.train_state import TrainState, create_train_state
 
 Batch = Mapping[str, jax.Array]
@@ -54,9 +55,8 @@ __all__ = [
 
 # Sub-streams of the step key, so adding a purpose never shifts the others.
 _MIXING, _DROPOUT, _AUGMENT, _NOISE, _STAGE = range(5)
-# Mixing stages of the residual CIFAR models: 0 = input, 1-4 = before residual
-# stage k, 5 = before the final pool and linear layer.
-_MODEL_STAGES = range(0, 6)
+# Mixing positions of the latent-mixing models (mixup_jax.models.MIX_STAGES).
+_MODEL_STAGES = MIX_STAGES
 
 
 # ------------------------------------------------------------------------------
@@ -64,13 +64,7 @@ _MODEL_STAGES = range(0, 6)
 # ------------------------------------------------------------------------------
 
 
-def _is_number(value) -> bool:
-  """A real Python or NumPy scalar (not a bool, not an array)."""
-  return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+_is_number, _is_int = _checks.is_number, _checks.is_int
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -205,13 +199,23 @@ def _varying_axes(x: jax.Array) -> frozenset:
   """The mapped axes over which x may differ, as JAX's type system tracks them.
 
   Inside `jax.shard_map` (check_vma=True) this is tracked for every value; under
-  pmap or shard_map(check_vma=False) it is empty for everything.
+  pmap or shard_map(check_vma=False) it is empty for everything. JAX has exposed
+  it as `jax.typeof(x).vma` and, since 0.9, as `jax.typeof(x).mat.varying`. If
+  neither exists, the gradient rule below could silently be off by a factor of
+  the device count, so this raises at trace time instead of guessing.
   """
   aval = jax.typeof(x)
   manual = getattr(aval, "mat", None)
-  if manual is not None:
+  if manual is not None and hasattr(manual, "varying"):
     return frozenset(manual.varying)
-  return frozenset(getattr(aval, "vma", None) or ())
+  if hasattr(aval, "vma"):
+    return frozenset(aval.vma or ())
+  if manual is None and hasattr(aval, "mat"):  # outside any manual axis
+    return frozenset()
+  raise RuntimeError(
+      f"jax {jax.__version__} exposes neither jax.typeof(x).mat.varying nor "
+      "jax.typeof(x).vma, which make_train_step needs to average shard_map gradients "
+      "exactly once. Use parallel='pmap' or 'sharded', or a JAX release that has them.")
 
 
 def _mean_over_devices(grads, axis_name, probe: jax.Array):
@@ -304,8 +308,9 @@ def make_train_step(
       mixup_jax.optim do).
 
   Batch keys: 'image' (or 'input') [B, ...], 'label' int [B]; optional 'true_label'
-  int [B] (label-corruption runs), 'partner_image' and 'partner_label' (for
-  pairing="given", row i is mixed with partner row i).
+  int [B] (label-corruption runs), 'partner_image' (or 'partner_input' beside
+  'input') and 'partner_label' (for pairing="given", row i is mixed with partner
+  row i; the partner goes through the same augment_fn as the rows).
 
   Metrics (float32 scalars, averaged over the devices): 'loss' (the soft-target
   cross-entropy minimised), 'accuracy' (top-1 of the outputs on the mixed inputs
@@ -342,11 +347,12 @@ def make_train_step(
     if use_mixing:
       partner = None
       if pairing == "given":
-        if "partner_image" not in batch or "partner_label" not in batch:
+        partner_key = "partner_image" if "image" in batch else "partner_input"
+        if partner_key not in batch or "partner_label" not in batch:
           raise ValueError(
-              'pairing="given" needs batch keys "partner_image" and "partner_label".'
+              f'pairing="given" needs batch keys "{partner_key}" and "partner_label".'
           )
-        partner = prepare(jax.random.fold_in(key(_AUGMENT), 1), batch["partner_image"])
+        partner = prepare(jax.random.fold_in(key(_AUGMENT), 1), batch[partner_key])
       alpha_now = alpha
       if mix_start_step:
         alpha_now = jnp.where(state.step >= mix_start_step, alpha, 0.0)

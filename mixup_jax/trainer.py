@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mixup_jax import _checks
 from mixup_jax import checkpoint as checkpoint_lib
 from mixup_jax import data as data_lib
 from mixup_jax import mixing as mixing_lib
@@ -57,10 +58,11 @@ from mixup_jax import train as train_lib
 PARALLEL_MODES = parallel.MODES
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cifar", "wrn", "imagenet", "speech")
-# config.mixup.pairing: 'knn' mixes each example with one of its nearest training
-# neighbours (Table 5's KNN; optional fields mixup.knn_k, default 200, and
-# mixup.knn_within_class, default False).
-PAIRINGS = ("random", "same_class", "knn")
+# config.mixup.pairing: the in-batch pairings of mixup_jax.mixing, plus 'knn', which
+# mixes each example with one of its nearest training neighbours (Table 5's KNN;
+# mixup.knn_k neighbours, within the class when mixup.knn_within_class). The loop
+# supplies knn partners itself (make_train_step's pairing 'given').
+PAIRINGS = tuple(p for p in mixing_lib.PAIRINGS if p != "given") + ("knn",)
 
 # A hook is called on the host after every train step with the number of
 # updates done and the (not yet synchronised) train state.
@@ -85,12 +87,7 @@ def _require(ok: bool, field: str, message: str) -> None:
     raise ConfigError(f"config.{field}: {message}")
 
 
-def _is_int(value: Any) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-  return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+_is_int, _is_number = _checks.is_int, _checks.is_number
 
 
 def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = True) -> None:
@@ -115,6 +112,9 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
            f"must be one of {data_lib.registry.SOURCES}, got {config.data_source!r}.")
   _require(_is_number(config.label_corruption) and 0 <= config.label_corruption <= 1,
            "label_corruption", f"must be a fraction in [0, 1], got {config.label_corruption!r}.")
+  _require(_is_int(config.get("label_corruption_seed", 0))
+           and config.get("label_corruption_seed", 0) >= 0, "label_corruption_seed",
+           f"must be an int >= 0, got {config.get('label_corruption_seed')!r}.")
   _require(_is_int(config.data_workers) and config.data_workers >= 0, "data_workers",
            f"must be an int >= 0, got {config.data_workers!r}.")
 
@@ -138,6 +138,9 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   num_devices = 1 if config.parallel == "jit" else jax.device_count()
   _require(config.parallel in PARALLEL_MODES, "parallel",
            f"must be one of {PARALLEL_MODES}, got {config.parallel!r}.")
+  _require(config.parallel != "jit" or jax.process_count() == 1, "parallel",
+           f"'jit' trains on one device of one process; with {jax.process_count()} processes "
+           "every process would train its own model: use 'sharded', 'shard_map' or 'pmap'.")
   for field in ("batch_size", "eval_batch_size"):
     value = config[field]
     _require(_is_int(value) and value >= 1, field, f"must be a positive int, got {value!r}.")
@@ -154,9 +157,11 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
            f"must be one of {mixing_lib.GRANULARITIES}, got {mix.granularity!r}.")
   _require(mix.pairing in PAIRINGS, "mixup.pairing",
            f"must be one of {PAIRINGS}, got {mix.pairing!r}.")
+  _require(_is_int(mix.get("knn_k", 200)) and mix.get("knn_k", 200) >= 1, "mixup.knn_k",
+           f"must be an int >= 1, got {mix.get('knn_k')!r}.")
+  _require(isinstance(mix.get("knn_within_class", False), bool), "mixup.knn_within_class",
+           f"must be True or False, got {mix.get('knn_within_class')!r}.")
   if mix.pairing == "knn":
-    _require(_is_int(mix.get("knn_k", 200)) and mix.get("knn_k", 200) >= 1, "mixup.knn_k",
-             f"must be an int >= 1, got {mix.get('knn_k')!r}.")
     _require(not mix.stages, "mixup.pairing",
              "'knn' mixes the inputs with a partner image: it cannot mix at mixup.stages.")
   _require(mix.targets in mixing_lib.TARGET_MODES, "mixup.targets",
@@ -211,7 +216,7 @@ def build_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
         data_dir=config.data_dir or None,
         source=config.data_source,
         label_corruption=config.label_corruption,
-        label_corruption_seed=config.seed,
+        label_corruption_seed=config.get("label_corruption_seed", 0),
         **config.dataset_options.to_dict(),
     )
   except (ValueError, TypeError, FileNotFoundError) as e:
@@ -458,13 +463,16 @@ def run_training(
 
   Returns:
     A dict with 'final_test_error', 'best_test_error', 'best_step',
-    'best_epoch', 'median_last_10_test_error' (errors in percent), the steps,
+    'best_epoch', 'median_last_10_epochs_test_error' (the authors' statistic:
+    evaluations at the ends of the last 10 epochs), 'median_last_10_evals_test_error'
+    (the last 10 evaluations, whatever eval_every_steps is; errors in percent), the steps,
     'wall_time_s', the checkpoint paths and 'config'; plus, in the returned
     dict only, 'history' (every metric record) and 'state' (the final
     TrainState, one copy). A run stopped by SIGTERM returns
     {'preempted': True, 'step': ..., 'checkpoint': ...} instead.
   """
   validate_config(config, check_names=False)
+  _check_dataset_fits(config, dataset)
   session_start = time.time()
   workdir = pathlib.Path(workdir).absolute() if workdir else None
   if workdir is not None and jax.process_index() == 0:
@@ -495,16 +503,19 @@ def run_training(
     ckpt = checkpoint_lib.Checkpointer(
         workdir / "checkpoints", max_to_keep=config.max_checkpoints_to_keep,
         best_metric="test_error")
-    restored = ckpt.restore_latest(carry, train_iter)
+    restored = ckpt.restore_latest({"train_state": carry["train_state"]}, train_iter)
     if restored is not None:
-      carry, history, start_step = restored.state, restored.history, restored.step
+      history, start_step = restored.history, restored.step
+      carry = {"train_state": restored.state["train_state"],
+               "meter": _meter_from_json(restored.extra.get("meter"), metric_names)}
       previous_wall_time = restored.extra.get("wall_time_s", 0.0)
       _log_config_changes(restored.config, config_json)
       logging.info("Resuming from step %d (%s).", start_step, restored.path)
   carry = dp.put_state(carry)
   outputs = _Outputs(workdir, history, start_step)
   progress = _Progress(total, start_step, config.batch_size)
-  progress.set_status(_status(history))
+  latest = _Latest(history)
+  progress.set_status(latest.status())
 
   def wall_time() -> float:
     return previous_wall_time + time.time() - session_start
@@ -529,6 +540,7 @@ def run_training(
       if step % config.log_every_steps == 0 or last:
         record = _train_record(checked_meter(step), step, epoch)
         history.append(record)
+        latest.update(record)
         rate = progress.steps_per_second(step)
         outputs.write(record, {"train/steps_per_second": rate,
                                "train/examples_per_second": rate * config.batch_size})
@@ -539,16 +551,21 @@ def run_training(
         eval_record = _eval_record(dp, eval_step, carry["train_state"], dataset,
                                    config.eval_batch_size, step, epoch)
         history.append(eval_record)
+        latest.update(eval_record)
         outputs.write(eval_record)
 
       # Evaluated steps are saved too, so that the best one can be kept.
       if ckpt is not None and (step % checkpoint_every == 0 or eval_record or last
                                or sigterm.received):
-        checked_meter(step)  # never save a state that a non-finite loss produced
-        ckpt.save(step, dp.get_state(carry), history=history, data_iter=train_iter,
-                  config=config_json, extra={"wall_time_s": wall_time()},
+        # checked_meter below: never save a state that a non-finite loss produced.
+        # The meter goes into the JSON extra, not the array state, so a config that
+        # computes other metrics can still restore this checkpoint.
+        ckpt.save(step, {"train_state": dp.get_state(carry["train_state"])}, history=history,
+                  data_iter=train_iter, config=config_json,
+                  extra={"wall_time_s": wall_time(),
+                         "meter": _meter_to_json(checked_meter(step))},
                   metrics={"test_error": eval_record["test/error"]} if eval_record else None)
-      progress.set_status(_status(history))
+      progress.set_status(latest.status())
       progress.update(step, force=last or step % config.log_every_steps == 0)
       if sigterm.received and not last:
         break
@@ -633,14 +650,52 @@ def _nonfinite_error(meter, step: int, ckpt) -> NonFiniteLossError:
       "config.learning_rate or check the data.")
 
 
-def _status(history: Sequence[Mapping[str, Any]]) -> str:
-  """The latest train loss and test error, for the progress line."""
-  parts = []
-  for key, fmt in (("train/loss", "loss {:.4f}"), ("test/error", "test error {:.2f}%")):
-    latest = [r[key] for r in history if key in r]
-    if latest:
-      parts.append(fmt.format(latest[-1]))
-  return ", ".join(parts) or "starting"
+class _Latest:
+  """The newest train loss and test error, for the progress line.
+
+  Updated with each record as it is made, so the status costs O(1) per step
+  however long the history grows.
+  """
+
+  _SHOWN = (("train/loss", "loss {:.4f}"), ("test/error", "test error {:.2f}%"))
+
+  def __init__(self, history: Sequence[Mapping[str, Any]] = ()):
+    self._values: dict[str, float] = {}
+    for record in history:  # once, on resume
+      self.update(record)
+
+  def update(self, record: Mapping[str, Any]) -> None:
+    for key, _ in self._SHOWN:
+      if key in record:
+        self._values[key] = record[key]
+
+  def status(self) -> str:
+    parts = [fmt.format(self._values[key]) for key, fmt in self._SHOWN if key in self._values]
+    return ", ".join(parts) or "starting"
+
+
+def _meter_to_json(meter: Mapping[str, Any]) -> dict[str, Any]:
+  """The host meter as JSON; float32 -> Python float -> float32 is exact."""
+  return {"sums": {k: float(v) for k, v in meter["sums"].items()},
+          "count": int(meter["count"]),
+          "first_nonfinite": int(meter["first_nonfinite"])}
+
+
+def _meter_from_json(saved: Mapping[str, Any] | None, metric_names) -> dict:
+  """The meter of a checkpoint, or an empty one if it counted other metrics.
+
+  A resumed run whose config computes other metrics (label corruption adds
+  'true_label_accuracy') starts its sums afresh: its first train record then
+  averages the steps since the resume, not since the last record.
+  """
+  if saved is None or sorted(saved["sums"]) != sorted(metric_names):
+    if saved is not None:
+      logging.warning("The checkpoint's train-metric sums are for %s, this run computes %s: "
+                      "starting them afresh.", sorted(saved["sums"]), sorted(metric_names))
+    return _empty_meter(metric_names)
+  return {"sums": {k: jnp.float32(saved["sums"][k]) for k in metric_names},
+          "count": jnp.int32(saved["count"]),
+          "first_nonfinite": jnp.int32(saved["first_nonfinite"])}
 
 
 _EVAL_NAMES = {"loss": "loss", "top1_error": "error", "top5_error": "top5_error"}
@@ -675,11 +730,26 @@ def _partner_transforms(config: ml_collections.ConfigDict, dataset: data_lib.Dat
 
 
 def _model_batch(batch: Mapping[str, np.ndarray], input_key: str) -> dict[str, np.ndarray]:
-  """A loader batch as the steps take it: the input under 'image' or 'input', no 'index'."""
-  batch = {k: v for k, v in batch.items() if k != "index"}
+  """A loader batch as the steps take it: the input under 'image' or 'input' (its k-NN
+  partner under 'partner_image' / 'partner_input'), without the host-only indices."""
+  batch = {k: v for k, v in batch.items() if k not in ("index", "partner_index")}
   if input_key not in ("image", "input"):
     batch["input"] = batch.pop(input_key)
+    if f"partner_{input_key}" in batch:
+      batch["partner_input"] = batch.pop(f"partner_{input_key}")
   return batch
+
+
+def _check_dataset_fits(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> None:
+  """Refuses config / dataset combinations that would train the wrong thing."""
+  if config.mixup.alpha > 0 and config.mixup.pairing == "knn" and dataset.train_transforms:
+    # The partner is read from the raw source after the host transforms ran on the
+    # row itself: an augmented, normalised row would be mixed with a raw partner.
+    raise ConfigError(
+        f"config.mixup.pairing: 'knn' cannot be combined with the host-side train "
+        f"transforms of {dataset.name!r} ({[type(t).__name__ for t in dataset.train_transforms]}): "
+        "the partners would skip them. Augment on the device instead (for CIFAR: "
+        "dataset_options.host_augment=False, the default).")
 
 
 def _peek(train_iter, input_key: str) -> dict[str, np.ndarray]:
@@ -737,6 +807,15 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   return flat
 
 
+def _median_last_epochs(evals, steps_per_epoch: int, count: int) -> float | None:
+  """Median test error of the evaluations at the ends of the last `count` epochs.
+
+  None when no evaluation fell on an epoch's end (eval_every_steps not dividing it).
+  """
+  at_epoch_end = [r["test/error"] for r in evals if r["step"] % steps_per_epoch == 0]
+  return statistics.median(at_epoch_end[-count:]) if at_epoch_end else None
+
+
 def _results(history, ckpt, step, total, steps_per_epoch, wall_time, config_json) -> dict[str, Any]:
   """The summary written to results.json (errors in percent)."""
   evals = [r for r in history if "test/error" in r]
@@ -747,7 +826,11 @@ def _results(history, ckpt, step, total, steps_per_epoch, wall_time, config_json
       "best_test_error": best["test/error"],
       "best_step": best["step"],
       "best_epoch": best["epoch"],
-      "median_last_10_test_error": statistics.median(r["test/error"] for r in evals[-10:]),
+      # The authors' statistic is per epoch; with eval_every_steps set, evaluations
+      # are not epochs, so both are reported under names that say which is which.
+      "median_last_10_evals_test_error": statistics.median(
+          r["test/error"] for r in evals[-10:]),
+      "median_last_10_epochs_test_error": _median_last_epochs(evals, steps_per_epoch, 10),
   }
   for key in ("test/top5_error", "validation/error", "validation/top5_error"):
     if key in final:

@@ -227,7 +227,7 @@ _REFERENCE_COUNTS = {
     # Cadene/pretrained-models.pytorch and osmr/imgclsmob resnext101_32x4d
     # (torchvision has no 32x4d; the same code as 64x4d with 32 groups).
     ("resnext101_32x4d", 1000): 44_177_704,
-    # REFERENCE.md's speech topologies (adiyoss/GCommandsPytorch); derived below.
+    # adiyoss/GCommandsPytorch's LeNet and VGG-11 at a 161 x 101 input; derived below.
     ("lenet_speech", 30): 16_321_570,
     ("vgg11_speech", 30): 13_172_894,
     # Iris: (4*128 + 128) + (128*128 + 128) + (128*3 + 3).
@@ -298,7 +298,7 @@ def test_reference_counts_follow_from_the_topologies():
   assert _densenet_bc_count(10) == 25_624_430
   assert _densenet_bc_count(100) == 25_821_620
   # LeNet: 161x101 -conv5-> 157x97 -pool-> 78x48 -conv5-> 74x44 -pool-> 37x22, and
-  # 20 channels * 37 * 22 = 16280, the fan-in REFERENCE.md gives.
+  # 20 channels * 37 * 22 = 16280, the fan-in of GCommandsPytorch's LeNet fc1.
   assert 20 * ((((161 - 4) // 2) - 4) // 2) * ((((101 - 4) // 2) - 4) // 2) == 16280
   lenet = (25 * 20 + 20) + (25 * 20 * 20 + 20) + (16280 * 1000 + 1000) + (1000 * 30 + 30)
   assert lenet == 16_321_570

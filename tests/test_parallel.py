@@ -125,3 +125,14 @@ def test_a_subset_of_devices(mode):
       dp.put_state({"scale": np.float32(2.0)}), dp.put_batch({"x": np.arange(8, dtype=np.float32)})
   )
   assert float(dp.get_metrics(sums)["sum"]) == 2.0 * 28
+
+
+def test_gradient_rule_refuses_to_guess_without_vma_information(monkeypatch):
+  # If JAX stops exposing which axes a value varies over, the shard_map gradient
+  # would silently be D times too large or reduced twice: fail at trace time.
+  import types
+  from mixup_jax import train as train_lib
+
+  monkeypatch.setattr(jax, "typeof", lambda x: types.SimpleNamespace(shape=np.shape(x)))
+  with pytest.raises(RuntimeError, match="vma"):
+    train_lib._mean_over_devices({"w": np.ones(3)}, "data", np.ones(3))

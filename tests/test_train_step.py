@@ -204,13 +204,13 @@ def test_given_partner_pairing_mixes_row_i_with_partner_row_i(mlp_state, feature
   partner_order = np.roll(np.arange(BATCH), 3)
   batch = dict(
       features,
-      partner_image=features["input"][partner_order],
+      partner_input=features["input"][partner_order],
       partner_label=features["label"][partner_order],
   )
   step = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=0.4, pairing="given"))
   _, metrics = step(mlp_state, batch)
   lam = _sample_mixing(_mixing_key(mlp_state), 0.4, BATCH, pairing="given").lam[0]
-  x = lam * features["input"] + (1 - lam) * batch["partner_image"]
+  x = lam * features["input"] + (1 - lam) * batch["partner_input"]
   one_hot = jax.nn.one_hot
   y = lam * one_hot(features["label"], 10) + (1 - lam) * one_hot(batch["partner_label"], 10)
   np.testing.assert_allclose(metrics["lambda"], lam, rtol=1e-6)
@@ -351,7 +351,7 @@ def test_bad_batches_raise_at_trace_time(mlp_state, features, edit, match):
 
 def test_given_pairing_without_partner_keys_raises(mlp_state, features):
   step = make_train_step(num_classes=NUM_CLASSES, alpha=1.0, pairing="given")
-  with pytest.raises(ValueError, match="partner_image"):
+  with pytest.raises(ValueError, match="partner_input"):
     jax.eval_shape(step, mlp_state, features)
 
 

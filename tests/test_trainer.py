@@ -203,7 +203,7 @@ def test_default_config_is_the_papers_cifar10_recipe():
   schedule = trainer.build_schedule(config, steps_per_epoch=390)
   rates = [float(schedule(epoch * 390)) for epoch in (0, 99, 100, 149, 150, 199)]
   np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
-  # The network of REFERENCE.md (11.17M parameters), built without running it.
+  # The authors' ResNet18() (11.17M parameters), built without running it.
   model = trainer.build_model(config, num_classes=10)
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32), train=False))

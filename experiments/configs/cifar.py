@@ -11,7 +11,7 @@ METHOD erm or mixup (alpha = 1). For example
   python -m experiments.main --config=experiments/configs/cifar.py:cifar10,wrn28_10,mixup \
       --workdir=/tmp/cifar10_wrn_mixup
 
-Recipe (REFERENCE.md, "CIFAR-10 / CIFAR-100"): 200 epochs of batch 128, SGD with
+Recipe (paper Section 3.2 and the authors' `train.py`, facebookresearch/mixup-cifar10): 200 epochs of batch 128, SGD with
 momentum 0.9 and weight decay 1e-4 on all parameters, lr 0.1 divided by 10 after epochs
 100 and 150 (WRN-28-10: after 60, 120 and 180), no dropout, pad-4 random crop + flip,
 per-channel normalisation, mixup alpha = 1 with one lambda per batch. DenseNet-BC-190

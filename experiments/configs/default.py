@@ -7,7 +7,7 @@ Command:
 
 ERM, the paper's baseline, is the same run with `--config.mixup.alpha=0`.
 
-Recipe (REFERENCE.md, "CIFAR-10 / CIFAR-100"): 200 epochs of batch 128, SGD with
+Recipe (paper Section 3.2 and the authors' `train.py`, facebookresearch/mixup-cifar10): 200 epochs of batch 128, SGD with
 momentum 0.9 and weight decay 1e-4 added to the gradient of every parameter, learning
 rate 0.1 divided by 10 after epochs 100 and 150, mixup alpha = 1 with one lambda per
 batch, 4-pixel-pad random crop + horizontal flip, per-channel normalisation. One epoch
@@ -34,8 +34,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.data_dir = ""
   config.data_source = "offline"  # 'offline' (arrays in data_dir) or 'tfds'
   config.dataset_options = ml_collections.ConfigDict()  # builder-specific options
-  # Fraction of training labels replaced by random ones (Table 2), drawn from `seed`.
+  # Fraction of training labels replaced by random ones (Table 2). The labels are
+  # drawn from their own seed, not `seed`: the paper corrupts the data once, so a
+  # sweep over seeds trains on the same corrupted labels.
   config.label_corruption = 0.0
+  config.label_corruption_seed = 0
   config.data_workers = 0  # grain worker processes reading the training data
 
   # --- Model (mixup_jax.models.get_model) ---
@@ -51,8 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.momentum = 0.9
   config.weight_decay = 1e-4
   # Learning-rate schedule: 'constant', 'cifar' (/10 at epochs 100 and 150),
-  # 'wrn' (/10 at 60, 120, 180), 'imagenet90' / 'imagenet200' (warm-up, then
-  # /10 at 30/60/80 or 60/120/180), 'speech' (/10 every 10 epochs).
+  # 'wrn' (/10 at 60, 120, 180), 'imagenet' (5 warm-up epochs, then /10 at
+  # 30/60/80 for num_epochs 90, at 60/120/180 for 200), 'speech' (/10 every 10 epochs).
   config.schedule = "cifar"
   # Epochs by which every decay is delayed; the authors' code effectively uses 1.
   config.schedule_shift = 0
@@ -65,7 +68,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.mixup = ml_collections.ConfigDict()
   config.mixup.alpha = 1.0  # Beta(alpha, alpha); 0 trains by ERM
   config.mixup.granularity = "batch"  # one lambda per 'batch', 'example' or 'device'
-  config.mixup.pairing = "random"  # 'random' or 'same_class' (Table 5's SC)
+  # 'random', 'same_class' (Table 5's SC) or 'knn' (one of the knn_k nearest
+  # training neighbours in input space, within the class if knn_within_class).
+  config.mixup.pairing = "random"
+  config.mixup.knn_k = 200
+  config.mixup.knn_within_class = False
   config.mixup.num_sources = 2  # > 2: Dirichlet weights over that many examples
   config.mixup.targets = "mixed"  # 'mixed', or 'closest' (Table 5: inputs only)
   config.mixup.prob = 1.0  # probability of mixing a batch at all
@@ -79,7 +86,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Run ---
   config.seed = 0  # one seed fixes init, data order, augmentation and mixing
-  config.parallel = "jit"  # 'jit' (one device), 'pmap' or 'sharded' (all devices)
+  # 'jit' (one device of one process), or over all devices: 'pmap', 'sharded'
+  # (jit + NamedSharding) or 'shard_map'.
+  config.parallel = "jit"
   config.log_every_steps = 100
   config.eval_every_steps = 0  # 0: after every epoch (and always at the end)
   config.checkpoint_every_steps = 0  # 0: after every epoch (and at the end)

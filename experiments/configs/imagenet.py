@@ -7,7 +7,7 @@ r"""ImageNet-2012, paper Table 1: ResNet / ResNeXt x {90, 200} epochs x {ERM, mi
 MODEL is resnet50, resnet101, resnext101_32x4d or resnext101_64x4d; EPOCHS 90 or 200;
 METHOD erm or mixup. For example `imagenet.py:resnet50,200,mixup`.
 
-Recipe (REFERENCE.md, "ImageNet-2012"): data-parallel over all devices, global batch
+Recipe (paper Section 3.1, Table 1): data-parallel over all devices, global batch
 1024, SGD momentum 0.9 with weight decay 1e-4, learning rate warmed up linearly from 0.1
 to 0.4 over the first 5 epochs, then divided by 10 at epochs 30, 60, 80 (90-epoch runs)
 or 60, 120, 180 (200-epoch runs); random resized crops (scale and aspect-ratio

@@ -27,7 +27,7 @@ own `speech_commands` is the 12-class v0.02 task, a different problem). The offl
 data folder shipped for tests holds a 300-clip subset only: it runs this config but
 its numbers mean nothing.
 
-Recipe (REFERENCE.md, "Google Speech Commands"): normalised log spectrograms
+Recipe (paper Section 3.3, Figure 4, and adiyoss/GCommandsPytorch): normalised log spectrograms
 161 x 101, no augmentation; 30 epochs of batch 100 (510 steps per epoch); Adam
 with lr 3e-3 divided by 10 every 10 epochs, no weight decay; mixup runs train 5
 epochs by ERM before mixing starts (one lambda per batch). LeNet has channel

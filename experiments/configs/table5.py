@@ -33,7 +33,7 @@ space, computed once and cached):
 | noise_0.2      | sigma 0.2                                   | 7.16 | 7.24 |
 
 The statistic is the median test error of the last 10 epochs (results.json:
-`median_last_10_test_error`), as in the authors' code, whose schedule this follows
+`median_last_10_epochs_test_error`), as in the authors' code, whose schedule this follows
 (lr 0.1 divided by 10 one epoch after epochs 100 and 150: `schedule_shift = 1`).
 Otherwise the CIFAR recipe of experiments/configs/default.py; mixing rows use alpha = 1.
 "Layer k" mixes the hidden representation before residual stage k (1-4) or before

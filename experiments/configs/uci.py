@@ -11,7 +11,7 @@ ERM is the same run with `--config.mixup.alpha=0`. The whole Table 4 (six datase
 training split) is `python -m experiments.uci_table4`, which trains from this
 recipe with the same train step, vmapped over seeds.
 
-Recipe (REFERENCE.md, "UCI tabular data"): a fully connected network with two
+Recipe (paper Section 3.5, Table 4): a fully connected network with two
 hidden layers of 128 ReLU units, Adam with its default settings (lr 1e-3, betas
 0.9 / 0.999, no weight decay), 10 epochs of minibatch 16. The paper does not give
 alpha; alpha = 0.2 here is only the default of a single run (uci_table4 chooses it

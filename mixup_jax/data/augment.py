@@ -9,8 +9,9 @@ they ship float32. `benchmarks/bench_input.py` compares the two.
 
 CIFAR (paper and authors' code): pad 4 pixels of zeros on each side, crop a
 random 32 x 32 window, flip horizontally with probability 1/2, then scale to
-[0, 1] and normalise per channel with the REFERENCE.md constants. Padding with
-zeros before normalising is what torchvision's RandomCrop(32, padding=4) does.
+[0, 1] and normalise per channel with the constants of the authors' `train.py`
+(facebookresearch/mixup-cifar10): mean (0.4914, 0.4822, 0.4465), std (0.2023,
+0.1994, 0.2010). Padding with zeros before normalising is what torchvision's RandomCrop(32, padding=4) does.
 
 ImageNet (host only, sizes vary): Inception-style random resized crop (area
 fraction in [0.08, 1], aspect ratio in [3/4, 4/3], log-uniform) + flip, resized
