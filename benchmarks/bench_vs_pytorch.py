@@ -50,13 +50,19 @@ def _cifar_batch(size: int):
 
 
 def torch_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: float,
-                  compile_model: bool, device: str = "cpu", amp: bool = False):
-  """One step of the authors' loop body, as a function returning its wall time."""
+                  compile_model: bool, device: str = "cpu", amp: bool = False, blocks: int = 2):
+  """One step of the authors' loop body, as a function returning its wall time.
+
+  `images` are uint8; they are normalised once here, as the authors' DataLoader
+  workers do outside the step.
+  """
   import torch
   import torch.nn.functional as F
+  from mixup_jax.data import augment
   from tools import torch_reference
 
-  net = torch_reference.PreActResNet18(10, width=width).to(device).train()
+  images = np.asarray(augment.cifar_eval(images))
+  net = torch_reference.PreActResNet18(10, width=width, blocks=blocks).to(device).train()
   if device == "cuda":
     net = net.to(memory_format=torch.channels_last)
   optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -95,7 +101,8 @@ def torch_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: flo
 
 
 def jax_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: float,
-                on_device_augment: bool, dtype: str = "float32", donate: bool = True):
+                on_device_augment: bool, dtype: str = "float32", donate: bool = True,
+                blocks: int = 2):
   """Our jitted `make_train_step`, as a function returning its wall time."""
   import jax
   from mixup_jax import optim
@@ -103,7 +110,7 @@ def jax_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: float
   from mixup_jax.models import get_model
   from mixup_jax.train import create_train_state, make_train_step
 
-  model = get_model("preact_resnet18", 10, width=width, dtype=dtype)
+  model = get_model("preact_resnet18", 10, width=width, blocks=blocks, dtype=dtype)
   tx = optim.sgd(0.1, momentum=0.9, weight_decay=1e-4)
   state = create_train_state(jax.random.key(0), model, tx, np.zeros((1, 32, 32, 3), np.float32))
   if on_device_augment:

@@ -188,7 +188,8 @@ def prepare(config: ml_collections.ConfigDict, scale: Scale | None,
   if config.dataset != "cifar10":
     raise ValueError(f"CPU-scale runs use CIFAR-10, got config.dataset={config.dataset!r}.")
   dataset = cifar10_subset(scale, label_corruption=config.label_corruption,
-                           corruption_seed=config.seed, data_dir=config.data_dir or None)
+                           corruption_seed=config.get("label_corruption_seed", 0),
+                           data_dir=config.data_dir or None)
   dropout = config.model_options.get("dropout_rate", 0.0)
   return shrink(config, scale), dataset, cpu_model(scale, dataset.num_classes, dropout)
 
