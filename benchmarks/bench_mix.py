@@ -1,8 +1,10 @@
-"""Time of the jitted `mix` beside the memory-bandwidth floor and a NumPy host mix.
+"""Time of the jitted `mix` and `cutmix` beside the memory-bandwidth floor and NumPy.
 
 Mixing reads the batch twice (itself and its permuted copy) and writes it once, so
 its floor is a fused `x + y` over the same bytes; a plain device copy (`x + 1`: one
-read, one write) is shown too. All rows are timed in the same run, side by side.
+read, one write) is shown too. CutMix (one box per batch, and one per example) and
+the per-batch mixup / CutMix switch read and write the same bytes. All rows are
+timed in the same run, side by side.
 
   python benchmarks/bench_mix.py            # both shapes of the issue
   python benchmarks/bench_mix.py --quick    # the small shape only
@@ -48,14 +50,20 @@ def main():
   mix = jax.jit(lambda k, x, y: mj.mix(k, x, y, 1.0, num_classes=10))
   mix_per_example = jax.jit(
       lambda k, x, y: mj.mix(k, x, y, 1.0, num_classes=10, granularity="example"))
+  cut = jax.jit(lambda k, x, y: mj.cutmix(k, x, y, 1.0, num_classes=10))
+  cut_per_example = jax.jit(
+      lambda k, x, y: mj.cutmix(k, x, y, 1.0, num_classes=10, granularity="example"))
+  switch = jax.jit(lambda k, x, y: mj.mix_or_cutmix(
+      k, x, y, mixup_alpha=1.0, cutmix_alpha=1.0, num_classes=10))
   copy = jax.jit(lambda x: x + 1.0)
   add = jax.jit(lambda x, y: x + y)
   key = jax.random.key(0)
   host_rng = np.random.default_rng(0)
 
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}")
-  header = ("batch", "MB", "mix ms", "mix/example ms", "copy ms", "x+y ms", "numpy ms",
-            "mix / x+y", "numpy / mix")
+  header = ("batch", "MB", "mix ms", "mix/example ms", "cutmix ms", "cutmix/example ms",
+            "switch ms", "copy ms", "x+y ms", "numpy ms", "mix / x+y", "cutmix / x+y",
+            "numpy / mix")
   print("| " + " | ".join(header) + " |")
   print("|" + "---|" * len(header))
   for name, shape in SHAPES.items():
@@ -68,12 +76,16 @@ def main():
     repeats = args.repeats if shape[1] <= 32 else max(3, args.repeats // 4)
     t_mix = _median_seconds(mix, key, x, y, repeats=repeats)
     t_mix_ex = _median_seconds(mix_per_example, key, x, y, repeats=repeats)
+    t_cut = _median_seconds(cut, key, x, y, repeats=repeats)
+    t_cut_ex = _median_seconds(cut_per_example, key, x, y, repeats=repeats)
+    t_switch = _median_seconds(switch, key, x, y, repeats=repeats)
     t_copy = _median_seconds(copy, x, repeats=repeats)
     t_add = _median_seconds(add, x, x2, repeats=repeats)
     t_np = _median_seconds(lambda: _numpy_mix(host_rng, x_np, y_np, 1.0), repeats=repeats)
     row = (name, f"{x.nbytes / 2**20:.1f}", f"{t_mix * 1e3:.2f}", f"{t_mix_ex * 1e3:.2f}",
+           f"{t_cut * 1e3:.2f}", f"{t_cut_ex * 1e3:.2f}", f"{t_switch * 1e3:.2f}",
            f"{t_copy * 1e3:.2f}", f"{t_add * 1e3:.2f}", f"{t_np * 1e3:.2f}",
-           f"{t_mix / t_add:.2f}", f"{t_np / t_mix:.2f}")
+           f"{t_mix / t_add:.2f}", f"{t_cut / t_add:.2f}", f"{t_np / t_mix:.2f}")
     print("| " + " | ".join(row) + " |")
 
 

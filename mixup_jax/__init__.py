@@ -1,5 +1,14 @@
 """mixup_jax: mixup (Zhang et al., ICLR 2018) for JAX and Flax."""
 
+from mixup_jax.cutmixing import (
+    CutMixing,
+    apply_cutmix,
+    apply_switch,
+    cutmix,
+    mix_or_cutmix,
+    sample_cutmix,
+    sample_switch,
+)
 from mixup_jax.losses import (
     cross_entropy_with_ids,
     mixed_cross_entropy,
@@ -22,7 +31,14 @@ from mixup_jax.mixing import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CutMixing",
     "Mixing",
+    "apply_cutmix",
+    "apply_switch",
+    "cutmix",
+    "mix_or_cutmix",
+    "sample_cutmix",
+    "sample_switch",
     "add_gaussian_noise",
     "apply_mixing",
     "as_target_rows",

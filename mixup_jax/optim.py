@@ -209,6 +209,29 @@ def warmup_step_decay_schedule(
   return schedule
 
 
+def cosine_schedule(
+    base_lr: float, total_steps: int, warmup_steps: int = 0, end_lr: float = 0.0
+) -> Schedule:
+  """Linear warm-up from 0 over `warmup_steps`, then cosine decay to `end_lr`.
+
+  optax's `warmup_cosine_decay_schedule`: base_lr at the end of the warm-up,
+  end_lr at update `total_steps`. The common choice for short runs, which end
+  long before a step schedule's first drop.
+  """
+  _check_rate("base_lr", base_lr)
+  for name, value in (("total_steps", total_steps), ("warmup_steps", warmup_steps)):
+    if not isinstance(value, int) or value < 0:
+      raise ValueError(f"{name} must be an int >= 0, got {value!r}.")
+  if total_steps < 1 or warmup_steps >= total_steps:
+    raise ValueError(
+        f"need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}.")
+  if not isinstance(end_lr, (int, float)) or not 0.0 <= end_lr <= base_lr:
+    raise ValueError(f"end_lr must be in [0, base_lr], got {end_lr!r}.")
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0 if warmup_steps else base_lr, peak_value=base_lr,
+      warmup_steps=warmup_steps, decay_steps=total_steps, end_value=end_lr)
+
+
 def cifar_schedule(
     steps_per_epoch: int,
     base_lr: float = 0.1,

@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from mixup_jax import _checks
+from mixup_jax import cutmixing as cutmix_lib
 from mixup_jax import losses
 from mixup_jax import mixing as mixing_lib
 from mixup_jax import optim
@@ -96,9 +97,20 @@ def _stages(mix_stage) -> tuple[int, ...] | None:
 def _check_options(
     num_classes, alpha, granularity, pairing, num_sources, targets, prob,
     global_pairing, num_groups, label_smoothing, stages, mix_start_step,
-    input_noise_sigma, augment_fn, axis_name,
+    input_noise_sigma, augment_fn, axis_name, cutmix_alpha, switch_prob,
 ) -> None:
   """Rejects bad or contradictory options of make_train_step, naming the field."""
+  if not _is_number(cutmix_alpha) or not np.isfinite(cutmix_alpha) or cutmix_alpha < 0:
+    raise ValueError(f"cutmix_alpha must be a finite number >= 0 (0: no CutMix), got "
+                     f"{cutmix_alpha!r}.")
+  if not _is_number(switch_prob) or not 0.0 <= switch_prob <= 1.0:
+    raise ValueError(f"switch_prob must lie in [0, 1], got {switch_prob!r}.")
+  if cutmix_alpha > 0:
+    for name, bad in (("mix_stage", stages is not None), ("num_sources", num_sources != 2),
+                      ("global_pairing", global_pairing and alpha > 0)):
+      if bad:
+        raise ValueError(f"{name} cannot be combined with CutMix (cutmix_alpha > 0): CutMix "
+                         "pastes one partner's box into the input images.")
   if not _is_int(num_classes) or num_classes < 2:
     raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
   if not _is_number(alpha) or not np.isfinite(alpha) or alpha < 0:
@@ -129,14 +141,14 @@ def _check_options(
     )
   if augment_fn is not None and not callable(augment_fn):
     raise ValueError("augment_fn must be a function (rng, images) -> float images.")
-  if alpha == 0:
+  if alpha == 0 and cutmix_alpha == 0:
     for name, used in (
         ("mix_stage", stages is not None),
         ('pairing="given"', pairing == "given"),
         ("mix_start_step", mix_start_step > 0),
     ):
       if used:
-        raise ValueError(f"{name} needs mixing: set alpha > 0 (alpha = 0 is ERM).")
+        raise ValueError(f"{name} needs mixing: set alpha or cutmix_alpha > 0 (0 is ERM).")
   if stages is not None and pairing == "given":
     raise ValueError(
         'pairing="given" mixes the inputs with a partner batch; it cannot be combined '
@@ -277,6 +289,8 @@ def make_train_step(
     augment_fn: AugmentFn | None = None,
     axis_name: str | None = None,
     learning_rate_fn: optax.Schedule | None = None,
+    cutmix_alpha: float = 0.0,
+    switch_prob: float = 0.5,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds `train_step(state, batch) -> (state, metrics)`, pure and jittable.
 
@@ -306,6 +320,11 @@ def make_train_step(
     learning_rate_fn: the schedule, used for the 'learning_rate' metric only when
       the optimizer state does not record its rate (optimizers from
       mixup_jax.optim do).
+    cutmix_alpha: > 0 turns CutMix on (`mixup_jax.cutmixing`), lambda ~ Beta(cutmix_alpha,
+      cutmix_alpha) for the box area. With alpha > 0 too, each batch (or row or
+      group, by `granularity`) uses CutMix with probability `switch_prob`, else
+      mixup, as timm's Mixup does; with alpha = 0 every batch uses CutMix.
+    switch_prob: the probability of CutMix when both are on.
 
   Batch keys: 'image' (or 'input') [B, ...], 'label' int [B]; optional 'true_label'
   int [B] (label-corruption runs), 'partner_image' (or 'partner_input' beside
@@ -323,10 +342,11 @@ def make_train_step(
   _check_options(
       num_classes, alpha, granularity, pairing, num_sources, targets, prob,
       global_pairing, num_groups, label_smoothing, stages, mix_start_step,
-      input_noise_sigma, augment_fn, axis_name,
+      input_noise_sigma, augment_fn, axis_name, cutmix_alpha, switch_prob,
   )
-  use_mixing = alpha > 0
+  use_mixing = alpha > 0 or cutmix_alpha > 0
   alpha, num_groups, num_sources = float(alpha), int(num_groups), int(num_sources)
+  cutmix_alpha = float(cutmix_alpha)
 
   def prepare(key, x):
     return _per_group(augment_fn, key, x, num_groups, axis_name) if augment_fn else x
@@ -353,22 +373,42 @@ def make_train_step(
               f'pairing="given" needs batch keys "{partner_key}" and "partner_label".'
           )
         partner = prepare(jax.random.fold_in(key(_AUGMENT), 1), batch[partner_key])
-      alpha_now = alpha
+      alpha_now, cutmix_now = alpha, cutmix_alpha
       if mix_start_step:
-        alpha_now = jnp.where(state.step >= mix_start_step, alpha, 0.0)
-      mixing = mixing_lib.sample_mixing(
-          key(_MIXING), alpha_now, x.shape[0],
-          granularity=granularity, pairing=pairing,
-          labels=labels if pairing == "same_class" else None,
-          num_sources=num_sources, prob=prob, axis_name=axis_name,
-          global_pairing=global_pairing, num_groups=num_groups,
-      )
+        warm = state.step >= mix_start_step
+        alpha_now = jnp.where(warm, alpha, 0.0)
+        cutmix_now = jnp.where(warm, cutmix_alpha, 0.0)
+      common = dict(granularity=granularity, pairing=pairing,
+                    labels=labels if pairing == "same_class" else None, prob=prob,
+                    axis_name=axis_name, num_groups=num_groups)
+      pasted = None
+      if cutmix_alpha > 0 and x.ndim != 4:
+        raise ValueError(
+            f"cutmix_alpha > 0 pastes boxes into [B, H, W, C] images; the batch's inputs "
+            f"have shape {x.shape}. Use alpha (mixup) for other inputs.")
+      if cutmix_alpha > 0 and alpha > 0:
+        mixup_mixing, cut, use_cutmix = cutmix_lib.sample_switch(
+            key(_MIXING), x.shape[0], x.shape[1:3], mixup_alpha=alpha_now,
+            cutmix_alpha=cutmix_now, switch_prob=switch_prob, **common)
+        pasted = cutmix_lib.apply_switch(mixup_mixing, cut, use_cutmix, x, partner)
+        mixing = cut.mixing
+      elif cutmix_alpha > 0:
+        cut = cutmix_lib.sample_cutmix(key(_MIXING), cutmix_now, x.shape[0], x.shape[1:3],
+                                       global_pairing=global_pairing, **common)
+        pasted = cutmix_lib.apply_cutmix(cut, x, partner)
+        mixing = cut.mixing
+      else:
+        mixing = mixing_lib.sample_mixing(
+            key(_MIXING), alpha_now, x.shape[0], num_sources=num_sources,
+            global_pairing=global_pairing, **common)
       targets_rows = mixing_lib.mix_targets(
           mixing, labels, num_classes=num_classes, mode=targets,
           label_smoothing=label_smoothing,
           partner_y=batch["partner_label"] if partner is not None else None,
       )
-      if stages is None:
+      if pasted is not None:
+        x = pasted
+      elif stages is None:
         x = mixing_lib.apply_mixing(mixing, x, partner)
       else:
         model_kwargs["mixing"] = mixing

@@ -57,7 +57,7 @@ from mixup_jax import train as train_lib
 
 PARALLEL_MODES = parallel.MODES
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cifar", "wrn", "imagenet", "speech")
+SCHEDULES = ("constant", "cifar", "wrn", "imagenet", "speech", "step", "cosine")
 # config.mixup.pairing: the in-batch pairings of mixup_jax.mixing, plus 'knn', which
 # mixes each example with one of its nearest training neighbours (Table 5's KNN;
 # mixup.knn_k neighbours, within the class when mixup.knn_within_class). The loop
@@ -128,6 +128,18 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
            f"must be in [0, 1), got {config.momentum!r}.")
   _require(_is_number(config.weight_decay) and config.weight_decay >= 0, "weight_decay",
            f"must be >= 0, got {config.weight_decay!r}.")
+  boundaries = config.get("schedule_boundaries", ())
+  _require(isinstance(boundaries, (tuple, list)) and all(_is_int(e) and e >= 0 for e in boundaries)
+           and list(boundaries) == sorted(set(boundaries)), "schedule_boundaries",
+           f"must be increasing epochs (ints >= 0), got {boundaries!r}.")
+  _require(config.schedule != "step" or len(boundaries) > 0, "schedule_boundaries",
+           "schedule 'step' needs the epochs at which to multiply the rate, e.g. (30, 45).")
+  factor = config.get("schedule_factor", 0.1)
+  _require(_is_number(factor) and 0 < factor, "schedule_factor",
+           f"must be a number > 0, got {factor!r}.")
+  warmup = config.get("warmup_epochs", 0)
+  _require(_is_int(warmup) and warmup >= 0, "warmup_epochs",
+           f"must be an int >= 0, got {warmup!r}.")
   _require(_is_int(config.schedule_shift) and config.schedule_shift >= 0, "schedule_shift",
            f"must be an int >= 0, got {config.schedule_shift!r}.")
   _require(_is_int(config.num_epochs) and config.num_epochs >= 1, "num_epochs",
@@ -164,6 +176,17 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   if mix.pairing == "knn":
     _require(not mix.stages, "mixup.pairing",
              "'knn' mixes the inputs with a partner image: it cannot mix at mixup.stages.")
+  cutmix_alpha = mix.get("cutmix_alpha", 0.0)
+  _require(_is_number(cutmix_alpha) and math.isfinite(cutmix_alpha) and cutmix_alpha >= 0,
+           "mixup.cutmix_alpha", f"must be a finite number >= 0 (0: no CutMix), got "
+           f"{cutmix_alpha!r}.")
+  _require(_is_number(mix.get("switch_prob", 0.5)) and 0 <= mix.get("switch_prob", 0.5) <= 1,
+           "mixup.switch_prob", f"must be in [0, 1], got {mix.get('switch_prob')!r}.")
+  if cutmix_alpha > 0:
+    _require(not mix.stages, "mixup.cutmix_alpha",
+             "CutMix pastes into the input images: it cannot mix at mixup.stages.")
+    _require(mix.num_sources == 2, "mixup.cutmix_alpha",
+             f"CutMix pastes one partner's box: set mixup.num_sources=2, not {mix.num_sources}.")
   _require(mix.targets in mixing_lib.TARGET_MODES, "mixup.targets",
            f"must be one of {mixing_lib.TARGET_MODES}, got {mix.targets!r}.")
   _require(_is_int(mix.num_sources) and mix.num_sources >= 2, "mixup.num_sources",
@@ -245,6 +268,12 @@ def build_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int):
       "wrn": lambda: optim.wrn_schedule(spe, base_lr=lr, shift_epochs=config.schedule_shift),
       "imagenet": lambda: optim.imagenet_schedule(spe, num_epochs=config.num_epochs, base_lr=lr),
       "speech": lambda: optim.speech_schedule(spe, num_epochs=config.num_epochs, base_lr=lr),
+      "step": lambda: optim.step_decay_schedule(
+          lr, tuple(config.get("schedule_boundaries", ())), spe,
+          factor=config.get("schedule_factor", 0.1), shift_epochs=config.schedule_shift),
+      "cosine": lambda: optim.cosine_schedule(
+          lr, config.num_train_steps or config.num_epochs * spe,
+          warmup_steps=config.get("warmup_epochs", 0) * spe),
   }
   try:
     return schedules[config.schedule]()
@@ -709,7 +738,10 @@ def _mixing_options(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
       "label_smoothing": float(config.label_smoothing),
       "input_noise_sigma": float(config.input_noise_sigma),
   }
-  if mix.alpha > 0:
+  cutmix_alpha = float(mix.get("cutmix_alpha", 0.0))
+  if cutmix_alpha > 0:
+    options.update(cutmix_alpha=cutmix_alpha, switch_prob=float(mix.get("switch_prob", 0.5)))
+  if mix.alpha > 0 or cutmix_alpha > 0:
     options.update(
         granularity=mix.granularity, pairing="given" if mix.pairing == "knn" else mix.pairing,
         num_sources=mix.num_sources,
@@ -719,9 +751,14 @@ def _mixing_options(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
   return options
 
 
+def _mixes(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run mixes at all (mixup, CutMix or both)."""
+  return config.mixup.alpha > 0 or config.mixup.get("cutmix_alpha", 0.0) > 0
+
+
 def _partner_transforms(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> tuple:
   """The k-NN partner transform of pairing 'knn' (neighbours computed once, cached)."""
-  if not (config.mixup.alpha > 0 and config.mixup.pairing == "knn"):
+  if not (_mixes(config) and config.mixup.pairing == "knn"):
     return ()
   return (data_lib.neighbors.knn_partner(
       dataset.train, k=config.mixup.get("knn_k", 200),
@@ -742,7 +779,7 @@ def _model_batch(batch: Mapping[str, np.ndarray], input_key: str) -> dict[str, n
 
 def _check_dataset_fits(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> None:
   """Refuses config / dataset combinations that would train the wrong thing."""
-  if config.mixup.alpha > 0 and config.mixup.pairing == "knn" and dataset.train_transforms:
+  if _mixes(config) and config.mixup.pairing == "knn" and dataset.train_transforms:
     # The partner is read from the raw source after the host transforms ran on the
     # row itself: an augmented, normalised row would be mixed with a raw partner.
     raise ConfigError(

@@ -182,3 +182,35 @@ def test_epochs_to_steps():
 def test_bad_arguments_raise(build, match):
   with pytest.raises(ValueError, match=match):
     build()
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_end():
+  s = optim.cosine_schedule(0.1, total_steps=100, warmup_steps=10)
+  rates = np.asarray([s(c) for c in (0, 5, 10, 55, 100)])
+  np.testing.assert_allclose(rates, [0.0, 0.05, 0.1, 0.05, 0.0], atol=1e-7)
+  plain = optim.cosine_schedule(0.1, total_steps=100)
+  np.testing.assert_allclose([plain(0), plain(50), plain(100)], [0.1, 0.05, 0.0], atol=1e-7)
+  with pytest.raises(ValueError, match="warmup_steps < total_steps"):
+    optim.cosine_schedule(0.1, total_steps=10, warmup_steps=10)
+
+
+def test_config_step_and_cosine_schedules_in_epochs():
+  from experiments.configs import default
+  from mixup_jax import trainer
+
+  config = default.get_config()
+  config.num_epochs = 30
+  config.schedule = "step"
+  config.schedule_boundaries = (15, 22)
+  step = trainer.build_schedule(config, steps_per_epoch=10)
+  np.testing.assert_allclose([step(149), step(150), step(219), step(220)],
+                             [0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+  config.schedule, config.warmup_epochs = "cosine", 2
+  cosine = trainer.build_schedule(config, steps_per_epoch=10)
+  np.testing.assert_allclose([cosine(0), cosine(20), cosine(300)], [0.0, 0.1, 0.0], atol=1e-7)
+  config.schedule, config.schedule_boundaries = "step", ()
+  with pytest.raises(trainer.ConfigError, match="schedule_boundaries"):
+    trainer.validate_config(config)
+  config.schedule_boundaries = (20, 10)
+  with pytest.raises(trainer.ConfigError, match="increasing epochs"):
+    trainer.validate_config(config)

@@ -222,4 +222,5 @@ def test_every_documented_option_is_accepted_by_the_command_line(tmp_path):
   for schedule in trainer.SCHEDULES:
     config = default.get_config()
     config.schedule = schedule
+    config.schedule_boundaries = (100, 150) if schedule == "step" else ()
     trainer.validate_config(config)

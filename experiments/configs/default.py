@@ -55,8 +55,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 1e-4
   # Learning-rate schedule: 'constant', 'cifar' (/10 at epochs 100 and 150),
   # 'wrn' (/10 at 60, 120, 180), 'imagenet' (5 warm-up epochs, then /10 at
-  # 30/60/80 for num_epochs 90, at 60/120/180 for 200), 'speech' (/10 every 10 epochs).
+  # 30/60/80 for num_epochs 90, at 60/120/180 for 200), 'speech' (/10 every 10 epochs),
+  # 'step' (times schedule_factor at each of schedule_boundaries, in epochs) or
+  # 'cosine' (warmup_epochs of linear warm-up, then cosine decay to 0 at the end).
   config.schedule = "cifar"
+  config.schedule_boundaries = ()  # epochs, for 'step'; e.g. (15, 22) for a 30-epoch run
+  config.schedule_factor = 0.1
+  config.warmup_epochs = 0  # for 'cosine'
   # Epochs by which every decay is delayed; the authors' code effectively uses 1.
   config.schedule_shift = 0
   config.num_epochs = 200
@@ -76,6 +81,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.mixup.num_sources = 2  # > 2: Dirichlet weights over that many examples
   config.mixup.targets = "mixed"  # 'mixed', or 'closest' (Table 5: inputs only)
   config.mixup.prob = 1.0  # probability of mixing a batch at all
+  # CutMix (mixup_jax.cutmixing): > 0 pastes a box of area ~ 1 - Beta(cutmix_alpha,
+  # cutmix_alpha) from the partner. With alpha > 0 too, each batch (row, group: see
+  # granularity) uses CutMix with probability switch_prob, else mixup.
+  config.mixup.cutmix_alpha = 0.0
+  config.mixup.switch_prob = 0.5
   # Where to mix: () mixes the inputs; (k,) mixes before model stage k (1-5),
   # several stages draw one per step (Table 5's latent mixing).
   config.mixup.stages = ()

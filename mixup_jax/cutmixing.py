@@ -1,0 +1,377 @@
+"""CutMix (Yun et al., ICCV 2019) and the per-batch mixup / CutMix switch.
+
+  x_cut, y_cut = cutmix(rng, images, labels, alpha=1.0, num_classes=10)
+  x_mix, y_mix = mix_or_cutmix(rng, images, labels, mixup_alpha=0.8, cutmix_alpha=1.0,
+                               switch_prob=0.5, num_classes=10)
+
+CutMix pastes a box of a partner image into each image: lambda ~ Beta(alpha, alpha),
+a box of area (1 - lambda) H W (sides sqrt(1 - lambda) H and sqrt(1 - lambda) W, so
+non-square images get a box of their own aspect) centred uniformly in the image and
+clipped at its border. The targets weigh the two sources by their pixel share: after
+clipping, lambda is recomputed from the box that was really pasted
+(`correct_lam=True`, the default), so the targets match the pixels exactly.
+
+It is built on the pieces of `mixup_jax.mixing`: `sample_cutmix` returns a
+`CutMixing`, whose `.mixing` is an ordinary `Mixing` (partners and the two pixel
+shares), so `mix_targets(cut.mixing, y, ...)` gives the targets, and partners,
+granularity ("batch", "example", "device"), pairing ("random", "same_class",
+"given"), `prob`, `num_groups` and `axis_name` mean exactly what they mean for
+`sample_mixing`: one device with num_groups=D draws what D devices draw.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from mixup_jax import mixing as mixing_lib
+from mixup_jax.mixing import Granularity, Mixing, Pairing
+
+PyTree = Any
+
+# Sub-streams of the caller's key.
+_PAIRS, _CENTRES, _SWITCH, _CUT_WEIGHTS = 0, 1, 2, 3
+
+
+@flax.struct.dataclass
+class CutMixing:
+  """Which partner's box is pasted into which image, and the pixel shares.
+
+  Attributes:
+    mixing: partners [B, 1] and weights [B, 2] = (own pixel share, partner's);
+      pass it to `mix_targets` for the targets.
+    boxes: [B, 4] int32 (top, left, bottom, right), half-open pixel rows
+      top..bottom-1 and columns left..right-1 taken from the partner; an empty
+      box (top == bottom) pastes nothing.
+    image_size: (H, W) the boxes were drawn for.
+  """
+
+  mixing: Mixing
+  boxes: jax.Array
+  image_size: tuple[int, int] = flax.struct.field(pytree_node=False)
+
+  @property
+  def lam(self) -> jax.Array:
+    """[B] float32: each image's own pixel share (or the drawn lambda, uncorrected)."""
+    return self.mixing.lam
+
+
+def _image_size(x: PyTree, argname: str = "x") -> tuple[int, int]:
+  """(H, W) shared by every leaf of x, each of which must be [B, H, W, C] float."""
+  mixing_lib.batch_size_of(x, argname)
+  sizes = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(x):
+    name = argname + jax.tree_util.keystr(path)
+    if jnp.ndim(leaf) != 4:
+      raise ValueError(
+          f"{name} has shape {jnp.shape(leaf)}; CutMix pastes boxes into images, so every "
+          "leaf must be [B, H, W, C]. Mix other inputs with mixup_jax.mix.")
+    sizes[name] = tuple(jnp.shape(leaf)[1:3])
+  if len(set(sizes.values())) > 1:
+    raise ValueError(f"{argname} leaves have different image sizes (H, W): {sizes}.")
+  return next(iter(sizes.values()))
+
+
+def _check_area_range(area_range) -> tuple[float, float] | None:
+  if area_range is None:
+    return None
+  try:
+    low, high = (float(v) for v in area_range)
+  except (TypeError, ValueError):
+    raise ValueError(f"area_range must be None or (min, max), got {area_range!r}.") from None
+  if not 0.0 <= low <= high <= 1.0:
+    raise ValueError(f"area_range must satisfy 0 <= min <= max <= 1, got {area_range!r}.")
+  return low, high
+
+
+def boxes_for(lam: jax.Array, centres: jax.Array, image_size: Sequence[int]) -> jax.Array:
+  """[B, 4] half-open boxes of area ~(1 - lam) H W around `centres`, clipped.
+
+  Args:
+    lam: [B] float32 own shares in [0, 1].
+    centres: [B, 2] float32 in [0, 1): the centre's row and column as fractions of H, W.
+    image_size: (H, W).
+  """
+  height, width = image_size
+  side = jnp.sqrt(jnp.clip(1.0 - lam, 0.0, 1.0))
+  box_h = jnp.round(side * height).astype(jnp.int32)
+  box_w = jnp.round(side * width).astype(jnp.int32)
+  centre_row = jnp.floor(centres[:, 0] * height).astype(jnp.int32)
+  centre_col = jnp.floor(centres[:, 1] * width).astype(jnp.int32)
+  top = jnp.clip(centre_row - box_h // 2, 0, height)
+  bottom = jnp.clip(centre_row - box_h // 2 + box_h, 0, height)
+  left = jnp.clip(centre_col - box_w // 2, 0, width)
+  right = jnp.clip(centre_col - box_w // 2 + box_w, 0, width)
+  return jnp.stack([top, left, bottom, right], axis=-1)
+
+
+def box_share(boxes: jax.Array, image_size: Sequence[int]) -> jax.Array:
+  """[B] float32: the fraction of the image each box covers."""
+  height, width = image_size
+  area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+  # A multiplication by a constant, not a division: XLA may rewrite a division into
+  # one in some programs and not others, and the shares must be bitwise the same
+  # on one device and on many.
+  return area.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
+
+
+def _kept_share(boxes: jax.Array, image_size: Sequence[int]) -> jax.Array:
+  """[B] float32: the fraction of the image outside each box (one rounding)."""
+  height, width = image_size
+  area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+  return (height * width - area).astype(jnp.float32) * jnp.float32(1.0 / (height * width))
+
+
+def sample_cutmix(
+    rng: jax.Array,
+    alpha,
+    batch_size: int,
+    image_size: Sequence[int],
+    *,
+    granularity: Granularity = "batch",
+    pairing: Pairing = "random",
+    labels: jax.Array | None = None,
+    prob: float = 1.0,
+    correct_lam: bool = True,
+    area_range: tuple[float, float] | None = None,
+    axis_name: str | None = None,
+    global_pairing: bool = False,
+    num_groups: int = 1,
+) -> CutMixing:
+  """Draws partners, boxes and pixel shares for CutMix of one (local) batch.
+
+  Args:
+    rng: a JAX key; the same key gives the same CutMixing with and without jit.
+    alpha: lambda ~ Beta(alpha, alpha); 0 pastes nothing.
+    batch_size: B.
+    image_size: (H, W) of the images; any H and W.
+    granularity: one box size and centre per "batch", per "example" or per
+      "device" / group of rows, as lambda in `sample_mixing`.
+    pairing, labels, prob, axis_name, global_pairing, num_groups: as in
+      `sample_mixing` (prob: a batch / row / group not mixed pastes nothing).
+    correct_lam: recompute lambda from the clipped box (so targets match the
+      pixels); False keeps the drawn lambda, as timm's correct_lam=False.
+    area_range: (min, max) bounds on the box's area fraction 1 - lambda before
+      clipping; None leaves it free in [0, 1].
+
+  Returns:
+    A CutMixing; its `.mixing` holds the partners and the pixel shares.
+  """
+  if not (isinstance(image_size, (tuple, list)) and len(image_size) == 2
+          and all(isinstance(s, int) and s >= 1 for s in image_size)):
+    raise ValueError(f"image_size must be (H, W) positive ints, got {image_size!r}.")
+  if not isinstance(correct_lam, bool):
+    raise ValueError(f"correct_lam must be True or False, got {correct_lam!r}.")
+  bounds = _check_area_range(area_range)
+  base = mixing_lib.sample_mixing(
+      jax.random.fold_in(rng, _PAIRS), alpha, batch_size, granularity=granularity,
+      pairing=pairing, labels=labels, prob=prob, axis_name=axis_name,
+      global_pairing=global_pairing, num_groups=num_groups)
+  groups = base.num_groups
+  group_size = batch_size // groups
+  group_ids = mixing_lib._group_index(axis_name, num_groups)  # pylint: disable=protected-access
+  centres = mixing_lib._draw_at_granularity(  # pylint: disable=protected-access
+      jax.random.fold_in(rng, _CENTRES), granularity, groups, group_size,
+      lambda key, n: jax.random.uniform(key, (n, 2)), group_ids)
+  centres = mixing_lib._per_row(centres, granularity, groups, group_size)  # pylint: disable=protected-access
+  drawn = base.lam
+  if bounds is not None:
+    mixed = drawn < 1.0  # rows that prob left alone stay alone
+    drawn = jnp.where(mixed, 1.0 - jnp.clip(1.0 - drawn, *bounds), drawn)
+  boxes = boxes_for(drawn, centres, tuple(image_size))
+  if correct_lam:
+    # Each share is one rounding of an exact pixel count (no 1 - x, which XLA may
+    # fuse into an FMA in one program and not another), so it is bitwise the
+    # same on one device and on many.
+    weights = jnp.stack([_kept_share(boxes, image_size), box_share(boxes, image_size)], -1)
+  else:
+    weights = jnp.stack([drawn, 1.0 - drawn], axis=-1)
+  weights = jnp.where(jnp.isnan(base.lam)[:, None], jnp.nan, weights)  # stays loud
+  return CutMixing(mixing=base.replace(weights=weights), boxes=boxes,
+                   image_size=(int(image_size[0]), int(image_size[1])))
+
+
+def _paste(cut: CutMixing, leaf: jax.Array, source: jax.Array) -> jax.Array:
+  """leaf with each row's box replaced by the same box of its partner's row."""
+  mixing = cut.mixing
+  if mixing.global_axis is not None:
+    source = jax.lax.all_gather(source, mixing.global_axis, tiled=True)
+  partner = mixing_lib._gather_rows(mixing, source)[:, 0]  # pylint: disable=protected-access
+  rows = jnp.arange(leaf.shape[1])[None, :, None]
+  cols = jnp.arange(leaf.shape[2])[None, None, :]
+  top, left, bottom, right = (cut.boxes[:, i][:, None, None] for i in range(4))
+  inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+  return jnp.where(inside[..., None], partner.astype(leaf.dtype), leaf)
+
+
+def apply_cutmix(cut: CutMixing, x: PyTree, partner: PyTree | None = None) -> PyTree:
+  """Pastes each row's box from its partner into every [B, H, W, C] leaf of x.
+
+  Every output pixel is a pixel of the image itself or of its partner (never a
+  blend), in the leaf's dtype.
+  """
+  size = _image_size(x, "x")
+  if size != cut.image_size:
+    raise ValueError(f"x has images of size {size}; the boxes were drawn for {cut.image_size}.")
+  if mixing_lib.batch_size_of(x, "x") != cut.mixing.batch_size:
+    raise ValueError(f"x has batch size {mixing_lib.batch_size_of(x, 'x')} but the boxes "
+                     f"were drawn for {cut.mixing.batch_size}.")
+  if cut.mixing.given_partner != (partner is not None):
+    raise ValueError('partner must be given exactly when sampled with pairing="given".')
+  if partner is None:
+    return jax.tree.map(lambda leaf: _paste(cut, leaf, leaf), x)
+  if jax.tree.structure(partner) != jax.tree.structure(x) or _image_size(
+      partner, "partner") != size:
+    raise ValueError("partner must have the structure and image size of x.")
+  return jax.tree.map(lambda leaf, p: _paste(cut, leaf, p), x, partner)
+
+
+def cutmix(
+    rng: jax.Array,
+    x: PyTree,
+    y: jax.Array,
+    alpha,
+    *,
+    num_classes: int | None = None,
+    granularity: Granularity = "batch",
+    pairing: Pairing = "random",
+    partner: tuple[PyTree, jax.Array] | None = None,
+    prob: float = 1.0,
+    correct_lam: bool = True,
+    area_range: tuple[float, float] | None = None,
+    label_smoothing: float = 0.0,
+    axis_name: str | None = None,
+    global_pairing: bool = False,
+    num_groups: int = 1,
+    return_cutmix: bool = False,
+):
+  """CutMix of a batch of images with partners from the same batch (or `partner`).
+
+  Args:
+    rng: a JAX key.
+    x: [B, H, W, C] float images, or a pytree of such arrays of one (H, W).
+    y: [B] ids (with num_classes), [B, C] rows: as for `mixup_jax.mix`.
+    alpha: lambda ~ Beta(alpha, alpha).
+    The rest: see `sample_cutmix` and `mixup_jax.mix`. label_smoothing is off
+    unless asked for.
+
+  Returns:
+    (x_cut, y_cut) or, with return_cutmix, (x_cut, y_cut, cutmixing).
+  """
+  size = mixing_lib.batch_size_of(x, "x")
+  image_size = _image_size(x, "x")
+  if jnp.shape(y)[:1] != (size,):
+    raise ValueError(f"y has batch size {jnp.shape(y)[:1]} but x has {size}: they must match.")
+  if (pairing == "given") != (partner is not None):
+    raise ValueError('pass partner=(partner_x, partner_y) exactly when pairing="given".')
+  labels = mixing_lib._class_ids(y) if pairing == "same_class" else None  # pylint: disable=protected-access
+  cut = sample_cutmix(
+      rng, alpha, size, image_size, granularity=granularity, pairing=pairing, labels=labels,
+      prob=prob, correct_lam=correct_lam, area_range=area_range, axis_name=axis_name,
+      global_pairing=global_pairing, num_groups=num_groups)
+  partner_x, partner_y = partner if partner is not None else (None, None)
+  x_cut = apply_cutmix(cut, x, partner_x)
+  y_cut = mixing_lib.mix_targets(cut.mixing, y, num_classes=num_classes,
+                                 label_smoothing=label_smoothing, partner_y=partner_y)
+  return (x_cut, y_cut, cut) if return_cutmix else (x_cut, y_cut)
+
+
+def sample_switch(
+    rng: jax.Array,
+    batch_size: int,
+    image_size: Sequence[int],
+    *,
+    mixup_alpha,
+    cutmix_alpha,
+    switch_prob: float = 0.5,
+    granularity: Granularity = "batch",
+    pairing: Pairing = "random",
+    labels: jax.Array | None = None,
+    prob: float = 1.0,
+    correct_lam: bool = True,
+    area_range: tuple[float, float] | None = None,
+    axis_name: str | None = None,
+    num_groups: int = 1,
+) -> tuple[Mixing, CutMixing, jax.Array]:
+  """Draws a mixup Mixing, a CutMixing with the same partners, and the choice.
+
+  Returns:
+    (mixup, cut, use_cutmix): use_cutmix is [B] bool, drawn with probability
+    `switch_prob` once per batch, per row or per group (`granularity`); the
+    CutMixing's `.mixing` already holds, row by row, the weights of the method
+    chosen, so `mix_targets(cut.mixing, y)` gives the targets of the switched batch.
+  """
+  if not (isinstance(switch_prob, (int, float)) and 0.0 <= switch_prob <= 1.0):
+    raise ValueError(f"switch_prob must lie in [0, 1], got {switch_prob!r}.")
+  common = dict(granularity=granularity, pairing=pairing, labels=labels, prob=prob,
+                axis_name=axis_name, num_groups=num_groups)
+  cut = sample_cutmix(rng, cutmix_alpha, batch_size, image_size, correct_lam=correct_lam,
+                      area_range=area_range, **common)
+  # The mixup weights use the same partners: only the weights are drawn anew.
+  mix_weights = mixing_lib.sample_mixing(
+      jax.random.fold_in(rng, _CUT_WEIGHTS), mixup_alpha, batch_size, **common).weights
+  mixup = cut.mixing.replace(weights=mix_weights)
+  groups = cut.mixing.num_groups
+  group_size = batch_size // groups
+  group_ids = mixing_lib._group_index(axis_name, num_groups)  # pylint: disable=protected-access
+  use_cutmix = mixing_lib._draw_at_granularity(  # pylint: disable=protected-access
+      jax.random.fold_in(rng, _SWITCH), granularity, groups, group_size,
+      lambda key, n: jax.random.bernoulli(key, switch_prob, (n,)), group_ids)
+  use_cutmix = mixing_lib._per_row(use_cutmix, granularity, groups, group_size)  # pylint: disable=protected-access
+  weights = jnp.where(use_cutmix[:, None], cut.mixing.weights, mix_weights)
+  return mixup, cut.replace(mixing=cut.mixing.replace(weights=weights)), use_cutmix
+
+
+def apply_switch(mixup: Mixing, cut: CutMixing, use_cutmix: jax.Array, x: PyTree,
+                 partner: PyTree | None = None) -> PyTree:
+  """Row by row, CutMix where `use_cutmix`, else mixup, of the images x."""
+  mixed = mixing_lib.apply_mixing(mixup, x, partner)
+  pasted = apply_cutmix(cut, x, partner)
+  pick = lambda m, p: jnp.where(use_cutmix[:, None, None, None], p, m)
+  return jax.tree.map(pick, mixed, pasted)
+
+
+def mix_or_cutmix(
+    rng: jax.Array,
+    x: PyTree,
+    y: jax.Array,
+    *,
+    mixup_alpha,
+    cutmix_alpha,
+    switch_prob: float = 0.5,
+    num_classes: int | None = None,
+    granularity: Granularity = "batch",
+    pairing: Pairing = "random",
+    partner: tuple[PyTree, jax.Array] | None = None,
+    prob: float = 1.0,
+    correct_lam: bool = True,
+    area_range: tuple[float, float] | None = None,
+    label_smoothing: float = 0.0,
+    axis_name: str | None = None,
+    num_groups: int = 1,
+):
+  """CutMix with probability `switch_prob`, else mixup, per batch / row / group.
+
+  As timm's `Mixup(mixup_alpha, cutmix_alpha, switch_prob)`, with label smoothing
+  off unless asked for. Returns (x_mixed, y_mixed).
+  """
+  size = mixing_lib.batch_size_of(x, "x")
+  image_size = _image_size(x, "x")
+  if jnp.shape(y)[:1] != (size,):
+    raise ValueError(f"y has batch size {jnp.shape(y)[:1]} but x has {size}: they must match.")
+  if (pairing == "given") != (partner is not None):
+    raise ValueError('pass partner=(partner_x, partner_y) exactly when pairing="given".')
+  labels = mixing_lib._class_ids(y) if pairing == "same_class" else None  # pylint: disable=protected-access
+  mixup, cut, use_cutmix = sample_switch(
+      rng, size, image_size, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
+      switch_prob=switch_prob, granularity=granularity, pairing=pairing, labels=labels,
+      prob=prob, correct_lam=correct_lam, area_range=area_range, axis_name=axis_name,
+      num_groups=num_groups)
+  partner_x, partner_y = partner if partner is not None else (None, None)
+  x_out = apply_switch(mixup, cut, use_cutmix, x, partner_x)
+  y_out = mixing_lib.mix_targets(cut.mixing, y, num_classes=num_classes,
+                                 label_smoothing=label_smoothing, partner_y=partner_y)
+  return x_out, y_out
