@@ -175,14 +175,6 @@ def _claims(results: dict[str, Any], deltas) -> str:
     noise = (f" One of our test errors near {erm:.0f} % on {n} test images has a standard "
              f"error of about {100 * (p * (1 - p) / n) ** 0.5:.1f} points, while the paper's "
              "rows differ from ERM by 0.1-1.6 points.")
-  twins = [(wd, _median(results, "latent1", wd), _median(results, "mixup_ac_rp", wd))
-           for wd in table5.WEIGHT_DECAYS]
-  twins = [f"{abs(a - b):.2f} points at wd {wd}" for wd, a, b in twins
-           if a is not None and b is not None]
-  if twins:
-    noise += (" Rows latent1 and mixup_ac_rp are the same training in exact arithmetic (the "
-              "stem is a bias-free convolution, so mixing its output mixes the input); they "
-              f"differ by {' and '.join(twins)}, which shows how much one run varies.")
   if not parts:
     return ""
   return "Checked against the paper: " + "; ".join(parts) + "." + noise + "\n"

@@ -167,7 +167,7 @@ def test_nonfinite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path, ir
         ({"parallel": "pmap", "batch_size": 12},
          "config.batch_size: 12 is not divisible by the 8 devices"),
         ({"parallel": "fsdp"}, "config.parallel: must be one of"),
-        ({"schedule": "cosine"}, "config.schedule: must be one of"),
+        ({"schedule": "linear"}, "config.schedule: must be one of"),
         ({"mixup.stages": (7,)}, "config.mixup.stages"),
         ({"learning_rate": 0.0}, "config.learning_rate: must be a number > 0"),
         ({"eval_every_steps": -1}, "config.eval_every_steps"),
