@@ -14,7 +14,8 @@ Parts, each with its own share of --budget_s (wall time), in this order:
   recipe      the paper's CIFAR-10 recipe (PreAct ResNet-18, batch 128, SGD 0.1,
               wd 1e-4, mixup alpha 1 and ERM) for as many epochs as its share
               allows, each evaluated on the full test set; the projected wall time
-              of the paper's 200 epochs from the measured time per epoch.
+              of the paper's 200 epochs from the part's wall time per epoch
+              (compilation and evaluation included, so an upper bound).
 
 Writes <out>/results.json (every figure, the device name, versions) and
 <out>/table.md; <out> defaults to benchmarks/results/<gpu name>/. A part that runs
@@ -246,10 +247,10 @@ def main(argv=None) -> int:
   results = {"device": device, "platform": jax.devices()[0].platform, "dry_run": args.dry_run,
              "budget_s": args.budget_s, "versions": versions, "parts": {}}
   parts = [p for p in args.parts.split(",") if p]
+  unknown = set(parts) - set(_SHARES)
+  if unknown:
+    raise SystemExit(f"--parts: unknown part(s) {sorted(unknown)}; valid: {list(_SHARES)}")
   for name in parts:
-    unknown = set(parts) - set(_SHARES)
-    if unknown:
-      raise SystemExit(f"--parts: unknown part(s) {sorted(unknown)}; valid: {list(_SHARES)}")
     part_start = time.monotonic()
     remaining = args.budget_s - (part_start - start)
     share = sum(_SHARES[p] for p in parts[parts.index(name):])

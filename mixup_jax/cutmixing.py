@@ -108,21 +108,17 @@ def boxes_for(lam: jax.Array, centres: jax.Array, image_size: Sequence[int]) -> 
   return jnp.stack([top, left, bottom, right], axis=-1)
 
 
-def box_share(boxes: jax.Array, image_size: Sequence[int]) -> jax.Array:
-  """[B] float32: the fraction of the image each box covers."""
-  height, width = image_size
-  area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-  # A multiplication by a constant, not a division: XLA may rewrite a division into
-  # one in some programs and not others, and the shares must be bitwise the same
-  # on one device and on many.
-  return area.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
+def pixel_shares(boxes: jax.Array, image_size: Sequence[int]) -> jax.Array:
+  """[B, 2] float32: the fraction of each image outside its box, and inside it.
 
-
-def _kept_share(boxes: jax.Array, image_size: Sequence[int]) -> jax.Array:
-  """[B] float32: the fraction of the image outside each box (one rounding)."""
+  Each share is one rounding of an exact pixel count (no `1 - share`, which XLA may
+  compute differently in different programs), so the shares are bitwise the same
+  on one device and on many.
+  """
   height, width = image_size
-  area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-  return (height * width - area).astype(jnp.float32) * jnp.float32(1.0 / (height * width))
+  pasted = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+  counts = jnp.stack([height * width - pasted, pasted], axis=-1)
+  return counts.astype(jnp.float32) * jnp.float32(1.0 / (height * width))
 
 
 def sample_cutmix(
@@ -183,10 +179,7 @@ def sample_cutmix(
     drawn = jnp.where(mixed, 1.0 - jnp.clip(1.0 - drawn, *bounds), drawn)
   boxes = boxes_for(drawn, centres, tuple(image_size))
   if correct_lam:
-    # Each share is one rounding of an exact pixel count (no 1 - x, which XLA may
-    # fuse into an FMA in one program and not another), so it is bitwise the
-    # same on one device and on many.
-    weights = jnp.stack([_kept_share(boxes, image_size), box_share(boxes, image_size)], -1)
+    weights = pixel_shares(boxes, image_size)
   else:
     weights = jnp.stack([drawn, 1.0 - drawn], axis=-1)
   weights = jnp.where(jnp.isnan(base.lam)[:, None], jnp.nan, weights)  # stays loud
@@ -229,6 +222,18 @@ def apply_cutmix(cut: CutMixing, x: PyTree, partner: PyTree | None = None) -> Py
   return jax.tree.map(lambda leaf, p: _paste(cut, leaf, p), x, partner)
 
 
+def _call_inputs(x: PyTree, y: jax.Array, pairing: str, partner) -> tuple:
+  """(batch size, (H, W), labels for same-class pairing) of a one-call form's inputs."""
+  size = mixing_lib.batch_size_of(x, "x")
+  image_size = _image_size(x, "x")
+  if jnp.shape(y)[:1] != (size,):
+    raise ValueError(f"y has batch size {jnp.shape(y)[:1]} but x has {size}: they must match.")
+  if (pairing == "given") != (partner is not None):
+    raise ValueError('pass partner=(partner_x, partner_y) exactly when pairing="given".')
+  labels = mixing_lib._class_ids(y) if pairing == "same_class" else None  # pylint: disable=protected-access
+  return size, image_size, labels
+
+
 def cutmix(
     rng: jax.Array,
     x: PyTree,
@@ -261,13 +266,7 @@ def cutmix(
   Returns:
     (x_cut, y_cut) or, with return_cutmix, (x_cut, y_cut, cutmixing).
   """
-  size = mixing_lib.batch_size_of(x, "x")
-  image_size = _image_size(x, "x")
-  if jnp.shape(y)[:1] != (size,):
-    raise ValueError(f"y has batch size {jnp.shape(y)[:1]} but x has {size}: they must match.")
-  if (pairing == "given") != (partner is not None):
-    raise ValueError('pass partner=(partner_x, partner_y) exactly when pairing="given".')
-  labels = mixing_lib._class_ids(y) if pairing == "same_class" else None  # pylint: disable=protected-access
+  size, image_size, labels = _call_inputs(x, y, pairing, partner)
   cut = sample_cutmix(
       rng, alpha, size, image_size, granularity=granularity, pairing=pairing, labels=labels,
       prob=prob, correct_lam=correct_lam, area_range=area_range, axis_name=axis_name,
@@ -358,13 +357,7 @@ def mix_or_cutmix(
   As timm's `Mixup(mixup_alpha, cutmix_alpha, switch_prob)`, with label smoothing
   off unless asked for. Returns (x_mixed, y_mixed).
   """
-  size = mixing_lib.batch_size_of(x, "x")
-  image_size = _image_size(x, "x")
-  if jnp.shape(y)[:1] != (size,):
-    raise ValueError(f"y has batch size {jnp.shape(y)[:1]} but x has {size}: they must match.")
-  if (pairing == "given") != (partner is not None):
-    raise ValueError('pass partner=(partner_x, partner_y) exactly when pairing="given".')
-  labels = mixing_lib._class_ids(y) if pairing == "same_class" else None  # pylint: disable=protected-access
+  size, image_size, labels = _call_inputs(x, y, pairing, partner)
   mixup, cut, use_cutmix = sample_switch(
       rng, size, image_size, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
       switch_prob=switch_prob, granularity=granularity, pairing=pairing, labels=labels,
