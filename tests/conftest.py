@@ -10,6 +10,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("MIXUP_JAX_DATA_DIR", str(_REPO.parent / "shared" / "data"))
+# Absolute, so that subprocesses and notebook kernels started in other folders find it
+# (the README's command passes a relative ../shared/data).
+os.environ["MIXUP_JAX_DATA_DIR"] = str(pathlib.Path(os.environ["MIXUP_JAX_DATA_DIR"]).resolve())
 
 import jax  # noqa: E402  (imported after the flags above on purpose)
 import pytest  # noqa: E402
