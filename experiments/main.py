@@ -8,6 +8,18 @@ comes from --data_dir, else --config.data_dir, else $MIXUP_JAX_DATA_DIR. Rerunni
 the command on the same workdir resumes from its latest checkpoint. On SIGTERM the
 run saves a checkpoint and exits with status 0; a bad config exits with status 2
 and a message naming the field, before anything is loaded.
+
+Several processes (hosts) train one run together with --distributed: every process
+runs the same command, feeds its own rows of each global batch and writes the same
+checkpoints (process 0 writes metrics and results). The coordinator address,
+process count and process id come from --coordinator_address, --num_processes and
+--process_id, else from JAX's own detection (Cloud TPU VMs, SLURM, Open MPI,
+Kubernetes, or $JAX_COORDINATOR_ADDRESS with the two flags). config.parallel must
+span the processes ('sharded', 'shard_map' or 'pmap'). A SIGTERM to any process
+stops all of them at the same step with one complete checkpoint, and each exits 0:
+
+  python -m experiments.main --config=experiments/configs/default.py \
+      --config.parallel=sharded --workdir=gs://BUCKET/run --distributed
 """
 
 import logging as std_logging
@@ -20,6 +32,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from mixup_jax import parallel
 from mixup_jax import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -30,6 +43,18 @@ _WORKDIR = flags.DEFINE_string(
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder of the offline datasets (overrides --config.data_dir and "
     "$MIXUP_JAX_DATA_DIR).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join a multi-process run (jax.distributed.initialize) before "
+    "anything else; see the module docstring.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0's coordinator, with --distributed "
+    "(default: detected from the cluster environment).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in the run, with --distributed (default: detected).",
+    lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index in [0, num_processes), with --distributed "
+    "(default: detected).", lower_bound=0)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -50,6 +75,7 @@ def main(argv: list[str], hooks: Sequence[trainer.Hook] = ()) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_OrbaxWarningsOnly())
+  _initialize_distributed()
   config = _CONFIG.value
   if _DATA_DIR.value:
     config.data_dir = _DATA_DIR.value
@@ -60,6 +86,24 @@ def main(argv: list[str], hooks: Sequence[trainer.Hook] = ()) -> None:
   except trainer.ConfigError as e:  # raised before training starts
     print(f"Invalid config: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+def _initialize_distributed() -> None:
+  """jax.distributed.initialize from the --distributed flags; checks they go together."""
+  given = {name: flag.value for name, flag in (("--coordinator_address", _COORDINATOR),
+                                               ("--num_processes", _NUM_PROCESSES),
+                                               ("--process_id", _PROCESS_ID))
+           if flag.value is not None}
+  if not _DISTRIBUTED.value:
+    if given:
+      raise app.UsageError(f"{', '.join(given)} only apply with --distributed: add it, or "
+                           "drop them for a single-process run.")
+    return
+  if (_NUM_PROCESSES.value is not None and _PROCESS_ID.value is not None
+      and _PROCESS_ID.value >= _NUM_PROCESSES.value):
+    raise app.UsageError(f"--process_id={_PROCESS_ID.value} must be below "
+                         f"--num_processes={_NUM_PROCESSES.value}.")
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -42,12 +42,16 @@ AXIS_NAME = "data"
 
 
 def initialize_distributed(
-    coordinator_address: str, num_processes: int, process_id: int
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
 ) -> None:
   """`jax.distributed.initialize`, with gloo collectives for CPU devices.
 
-  Call it first thing in every process, before any other JAX call. On GPU and TPU
-  the CPU collectives setting is unused.
+  Call it first thing in every process, before any other JAX call. An argument
+  left None is detected by JAX from the cluster environment (Cloud TPU, SLURM,
+  Open MPI, Kubernetes; the address also from $JAX_COORDINATOR_ADDRESS). On GPU
+  and TPU the CPU collectives setting is unused.
   """
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(

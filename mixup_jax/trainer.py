@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -412,25 +413,44 @@ def _format_seconds(seconds: float) -> str:
   return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-class _SigtermFlag:
-  """Turns SIGTERM into a flag the loop checks after every step.
+class _PreemptionNotice:
+  """SIGTERM as a stop signal that every process answers at the same step.
 
-  Installed only in the main thread (where Python delivers signals); the
-  previous handler is restored on exit.
+  One process: a Python handler sets a flag that the loop reads after every step
+  (installed only in the main thread, where Python delivers signals; the previous
+  handler is restored on exit). Several processes (`jax.distributed`): JAX's
+  preemption service catches SIGTERM on whichever process gets it and tells the
+  others; `reached_preemption_sync_point(step)` then turns True on every process at
+  the same step (one past the furthest any of them had reached), so all stop there
+  and write one complete checkpoint together. A flag per process could not do that:
+  the process that got the signal would stop and wait in the checkpoint's barrier
+  while the others were still training, each at its own step.
   """
 
   def __init__(self):
-    self.received = False
+    self._multi_process = jax.process_count() > 1
+    self._received = False
     self._previous = None
 
-  def __enter__(self) -> "_SigtermFlag":
-    if threading.current_thread() is threading.main_thread():
+  def __enter__(self) -> "_PreemptionNotice":
+    if not self._multi_process and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame) -> None:
     del signum, frame
-    self.received = True
+    self._received = True
+
+  def reached(self, step: int) -> bool:
+    """Whether to stop (and save) after `step`; called once after every step."""
+    if not self._multi_process:
+      return self._received
+    try:
+      return multihost_utils.reached_preemption_sync_point(step)
+    except RuntimeError as e:  # the service is off: no process could stop in step
+      raise RuntimeError(
+          "A multi-process run stops on SIGTERM through JAX's preemption service, which "
+          "is disabled: set jax_enable_preemption_service=True (the default).") from e
 
   def __exit__(self, *exc) -> None:
     if self._previous is not None:
@@ -557,13 +577,14 @@ def run_training(
     return meter
 
   step = start_step
-  with _SigtermFlag() as sigterm:
+  with _PreemptionNotice() as preemption:
     while step < total:
       batch = _model_batch(next(train_iter), dataset.input_key)
       carry, _ = step_fn(carry, dp.put_batch(batch))
       step += 1
       for hook in hooks:
         hook(step, carry["train_state"])
+      preempted = preemption.reached(step)
       epoch, last = step / steps_per_epoch, step == total
 
       if step % config.log_every_steps == 0 or last:
@@ -585,7 +606,7 @@ def run_training(
 
       # Evaluated steps are saved too, so that the best one can be kept.
       if ckpt is not None and (step % checkpoint_every == 0 or eval_record or last
-                               or sigterm.received):
+                               or preempted):
         # checked_meter below: never save a state that a non-finite loss produced.
         # The meter goes into the JSON extra, not the array state, so a config that
         # computes other metrics can still restore this checkpoint.
@@ -596,7 +617,7 @@ def run_training(
                   metrics={"test_error": eval_record["test/error"]} if eval_record else None)
       progress.set_status(latest.status())
       progress.update(step, force=last or step % config.log_every_steps == 0)
-      if sigterm.received and not last:
+      if preempted and not last:
         break
 
   progress.close()
