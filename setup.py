@@ -13,6 +13,7 @@ _CORE = [
     "ml_collections>=1.0",
     "numpy>=1.26",
     "absl-py>=2.0",
+    "etils[epath]>=1.5",  # workdirs on gs:// and other buckets (Orbax depends on it too)
     "pillow>=10",  # ImageNet JPEG decoding and resized crops without TensorFlow
     "importlib_resources>=6",  # needed by tensorflow-datasets to prepare datasets
 ]

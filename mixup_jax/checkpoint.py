@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pathlib
+import os
 import time
 from typing import Any, Mapping, Sequence
 
 from absl import logging
+from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
@@ -47,6 +48,7 @@ except ImportError as e:  # pragma: no cover: grain is a core dependency
   raise ImportError("mixup_jax.checkpoint needs grain's Orbax handler.") from e
 
 PyTree = Any
+PathLike = str | os.PathLike[str]
 
 _TMP_MARKER = ".orbax-checkpoint-tmp"
 _STATE, _DATA_ITER, _CONFIG, _HISTORY, _EXTRA = "state", "data_iter", "config", "history", "extra"
@@ -56,6 +58,18 @@ _policies = ocp.checkpoint_managers
 # Status codes of tensorstore / gRPC errors that say "try again", not "this is broken".
 _TRANSIENT_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED",
                     "CANCELLED", "UNKNOWN", "INTERNAL")
+
+
+def as_path(path: PathLike) -> epath.Path:
+  """A run's directory as an `epath.Path`: cloud URIs (gs://, s3://) kept as they are,
+  local paths made absolute (so that a later change of directory cannot move them).
+
+  Everything a run writes goes through epath (metrics, results) or Orbax (which
+  takes epath paths), so a workdir on a bucket works like a local one.
+  """
+  path = epath.Path(path)
+  return path if str(path).startswith(("gs://", "s3://", "az://", "hf://")) else epath.Path(
+      os.path.abspath(path))
 
 
 def _is_deterministic_read_failure(error: BaseException) -> bool:
@@ -94,7 +108,7 @@ class Restored:
   history: list[dict[str, Any]]
   config: dict[str, Any] | None
   extra: dict[str, Any]
-  path: pathlib.Path
+  path: epath.Path
 
 
 class Checkpointer:
@@ -116,7 +130,7 @@ class Checkpointer:
 
   def __init__(
       self,
-      directory: str | pathlib.Path,
+      directory: PathLike,
       *,
       max_to_keep: int = 3,
       best_metric: str | None = "test_error",
@@ -139,7 +153,7 @@ class Checkpointer:
           f"max_to_keep must be >= 1 (the latest is needed to resume), got {max_to_keep}.")
     if best_mode not in ("min", "max"):
       raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
-    self.directory = pathlib.Path(directory).absolute()
+    self.directory = as_path(directory)
     self.best_metric = best_metric
     self.best_mode = best_mode
     self._log_unfinished()
@@ -191,7 +205,7 @@ class Checkpointer:
       return None
     return (min(scored) if self.best_mode == "min" else max(scored))[1]
 
-  def step_path(self, step: int) -> pathlib.Path:
+  def step_path(self, step: int) -> epath.Path:
     """The directory of the checkpoint at `step`."""
     return self.directory / str(step)
 
@@ -266,7 +280,7 @@ class Checkpointer:
         path=self.step_path(step),
     )
 
-  def _quarantine(self, step: int) -> pathlib.Path:
+  def _quarantine(self, step: int) -> epath.Path:
     """Moves an unreadable step aside (kept for inspection) so it can be redone."""
     aside = self.directory.parent / f"{self.directory.name}_unreadable"
     target = aside / f"{step}-{int(time.time())}"

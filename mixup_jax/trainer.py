@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pathlib
 import signal
 import statistics
 import sys
@@ -41,6 +40,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
+from etils import epath
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -327,14 +327,14 @@ class _Outputs:
   written by the interrupted run past its last checkpoint disappear from both.
   """
 
-  def __init__(self, workdir: pathlib.Path | None, history: Sequence[Mapping[str, Any]],
+  def __init__(self, workdir: epath.Path | None, history: Sequence[Mapping[str, Any]],
                start_step: int):
     self._enabled = workdir is not None and jax.process_index() == 0
     if not self._enabled:
       return
     import tensorboardX  # pylint: disable=g-import-not-at-top: only writers need it
 
-    self._jsonl = open(workdir / "metrics.jsonl", "w", encoding="utf-8")
+    self._jsonl = (workdir / "metrics.jsonl").open("w")
     for record in history:
       self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
@@ -523,7 +523,7 @@ def run_training(
   validate_config(config, check_names=False)
   _check_dataset_fits(config, dataset)
   session_start = time.time()
-  workdir = pathlib.Path(workdir).absolute() if workdir else None
+  workdir = checkpoint_lib.as_path(workdir) if workdir else None
   if workdir is not None and jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
   dp = parallel.DataParallel.create(config.parallel)

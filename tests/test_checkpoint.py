@@ -3,6 +3,7 @@
 import logging
 import pathlib
 
+from etils import epath
 import grain
 import jax
 import jax.numpy as jnp
@@ -179,3 +180,17 @@ def test_bad_options_name_the_argument(tmp_path):
     checkpoint.Checkpointer(tmp_path / "a", max_to_keep=0)
   with pytest.raises(ValueError, match="best_mode"):
     checkpoint.Checkpointer(tmp_path / "b", best_mode="lowest")
+
+
+def test_workdir_paths_keep_bucket_uris_and_make_local_ones_absolute(tmp_path, monkeypatch):
+  # pathlib would turn gs://bucket/run into the local folder gs:/bucket/run.
+  for uri in ("gs://bucket/runs/a", "s3://bucket/runs/a"):
+    assert str(checkpoint.as_path(uri)) == uri
+  monkeypatch.chdir(tmp_path)
+  local = checkpoint.as_path("runs/a")
+  assert isinstance(local, epath.Path) and str(local) == str(tmp_path / "runs" / "a")
+  ckpt = checkpoint.Checkpointer("runs/a", best_metric=None, async_save=False)
+  monkeypatch.chdir("/")  # the directory was resolved when the run started
+  ckpt.save(1, {"x": jnp.ones(3)}, history=[])
+  ckpt.close()
+  assert (tmp_path / "runs" / "a" / "1" / "state").is_dir()

@@ -82,3 +82,9 @@ def test_figure3_smallest_trains_keeps_and_aggregates_real_runs(tmp_path, data_d
   assert figure3_cpu.train_missing(["erm", "mixup"], [0, 1], runs_dir=runs_dir,
                                    out_dir=out_dir, size="smallest", data_dir=str(data_dir))
   assert not any((w / "results.json").exists() for w in runs_dir.iterdir())
+
+
+def test_t_quantiles_match_scipy():
+  stats = pytest.importorskip("scipy.stats")
+  for df in (1, 2, 3, 5, 10, 30):
+    assert summary.t_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4)
