@@ -130,3 +130,13 @@ def test_bad_config_exits_before_anything_starts(tmp_path, env, override, messag
   assert process.returncode == 2, process.stderr[-3000:]
   assert message in process.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_two_data_workers_give_the_same_run(clean_run, tmp_path, env):
+  """grain worker processes read and transform the rows: the batches must not change."""
+  clean_dir, _ = clean_run
+  process = _main(tmp_path, env, "--config.data_workers=2")
+  assert process.returncode == 0, process.stderr[-3000:]
+  assert (tmp_path / "metrics.jsonl").read_bytes() == (clean_dir / "metrics.jsonl").read_bytes()
+  jax.tree.map(np.testing.assert_array_equal,
+               _saved_state(tmp_path, 40), _saved_state(clean_dir, 40))
