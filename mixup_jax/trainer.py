@@ -12,7 +12,8 @@ model (a sweep over datasets and seeds) call the loop directly:
 A run is a pure function of its config: every random number comes from
 `config.seed` (initialisation, data order, augmentation, mixing), so a run that
 is killed and restarted on the same workdir finishes bitwise identical to one
-that never stopped. The workdir holds:
+that never stopped. The workdir (a local folder or a bucket such as gs://...,
+through etils.epath) holds:
 
   checkpoints/      Orbax checkpoints (train state, data iterator position,
                     config, metric history): the last few plus the best
@@ -23,7 +24,8 @@ that never stopped. The workdir holds:
 
 Failure modes are loud: a bad config raises `ConfigError` naming the field
 before anything is built; SIGTERM saves a checkpoint and returns
-(`results['preempted']`); a non-finite loss raises `NonFiniteLossError` naming
+(`results['preempted']`; in a multi-process run every process stops at the same
+step); a non-finite loss raises `NonFiniteLossError` naming
 the step and the last good checkpoint.
 """
 
