@@ -227,8 +227,10 @@ def cosine_schedule(
         f"need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}.")
   if not isinstance(end_lr, (int, float)) or not 0.0 <= end_lr <= base_lr:
     raise ValueError(f"end_lr must be in [0, base_lr], got {end_lr!r}.")
+  if not warmup_steps:  # the same numbers, without optax's warning about an empty warm-up
+    return optax.cosine_decay_schedule(base_lr, total_steps, alpha=end_lr / base_lr)
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0 if warmup_steps else base_lr, peak_value=base_lr,
+      init_value=0.0, peak_value=base_lr,
       warmup_steps=warmup_steps, decay_steps=total_steps, end_value=end_lr)
 
 
