@@ -15,11 +15,13 @@ Test labels are never corrupted.
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 import numpy as np
 
 from mixup_jax.data import pipeline
-from mixup_jax.data import registry
+
+DatasetT = TypeVar("DatasetT")
 
 
 def corrupt_labels(labels: np.ndarray, *, fraction: float, num_classes: int,
@@ -83,9 +85,12 @@ class CorruptedLabels:
     return element
 
 
-def with_corrupted_labels(dataset: registry.Dataset, *, fraction: float,
-                          seed: int) -> registry.Dataset:
-  """`dataset` with its training split's labels corrupted (test split untouched)."""
+def with_corrupted_labels(dataset: DatasetT, *, fraction: float, seed: int) -> DatasetT:
+  """`dataset` with its training split's labels corrupted (test split untouched).
+
+  `dataset` is a `registry.Dataset` (any dataclass with `train`, `num_classes` and
+  `info`); this module does not import the registry, which imports it.
+  """
   train = CorruptedLabels(dataset.train, fraction=fraction, num_classes=dataset.num_classes, seed=seed)
   info = {**dataset.info, "label_corruption": fraction, "label_corruption_seed": seed}
   return dataclasses.replace(dataset, train=train, info=info)

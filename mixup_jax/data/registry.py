@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from mixup_jax.data import corruption
 from mixup_jax.data import pipeline
 
 DATA_DIR_ENV = "MIXUP_JAX_DATA_DIR"
@@ -154,7 +155,6 @@ def get_dataset(
   builder = _find_builder(name)
   dataset = builder(data_dir=data_dir, source=source, **options)
   if label_corruption:
-    from mixup_jax.data import corruption  # pylint: disable=g-import-not-at-top
     dataset = corruption.with_corrupted_labels(
         dataset, fraction=label_corruption, seed=label_corruption_seed)
   return dataset
