@@ -1,6 +1,16 @@
 """Installs mixup_jax: `pip install -e .` (see README.md for the extras)."""
 
+import pathlib
+import re
+
 import setuptools
+
+
+def _version() -> str:
+  """mixup_jax.__version__, read from the source (importing it would need JAX)."""
+  init = (pathlib.Path(__file__).parent / "mixup_jax" / "__init__.py").read_text()
+  return re.search(r'^__version__ = "([^"]+)"', init, re.M).group(1)
+
 
 _CORE = [
     "jax>=0.10",
@@ -32,7 +42,7 @@ _TEST = _EXPERIMENTS + [
 
 setuptools.setup(
     name="mixup_jax",
-    version="0.1.0",
+    version=_version(),
     description="mixup (Zhang et al., ICLR 2018) in JAX/Flax, with the paper's experiments.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -28,7 +28,7 @@ from mixup_jax.mixing import (
     smooth_labels,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # setup.py reads it from here; CHANGELOG.md says what changed
 
 __all__ = [
     "CutMixing",

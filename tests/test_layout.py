@@ -62,3 +62,15 @@ def test_no_module_imports_one_that_imports_it_back():
   graph = _import_graph()
   assert "mixup_jax.data.corruption" in graph["mixup_jax.data.registry"]  # the graph is real
   assert _cycles(graph) == []
+
+
+def test_the_version_is_one_string_that_setup_and_the_changelog_share():
+  import re  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import mixup_jax  # pylint: disable=g-import-not-at-top
+  setup_version = subprocess.run([sys.executable, "setup.py", "--version"], cwd=_REPO,
+                                 capture_output=True, text=True, check=True).stdout.split()[-1]
+  assert setup_version == mixup_jax.__version__
+  release = re.match(r"(\d+\.\d+\.\d+)", mixup_jax.__version__).group(1)
+  assert f"## {release}" in (_REPO / "CHANGELOG.md").read_text()
