@@ -173,19 +173,24 @@ def test_sigterm_to_one_process_then_sigkill_then_restart_ends_bitwise_identical
                 for _, log in stopped]
   assert stop_steps[0] == stop_steps[1] and len(stop_steps[0]) == 1, stop_steps
   stop_step = int(stop_steps[0][0])
-  assert 7 <= stop_step < 10, stop_step  # soon after the signal, before the next save
+  # The notice reaches process 0 in the background, so the agreed step comes a few
+  # steps after the signal (later on a loaded machine), never before it.
+  assert 7 <= stop_step <= _STEPS - 4, stop_step
   assert (workdir / "checkpoints" / str(stop_step)).is_dir()
   assert not (workdir / "results.json").exists()
 
-  killed = _launch(workdir, cache_env, processes=2, devices=4, signal_at="13:SIGKILL",
+  kill_at = stop_step + 3
+  killed = _launch(workdir, cache_env, processes=2, devices=4, signal_at=f"{kill_at}:SIGKILL",
                    signal_process=1, kill_all_when_one_dies=True)
   assert [code for code, _ in killed] == [-signal.SIGKILL] * 2, killed[1][1][-3000:]
   assert f"Resuming from step {stop_step}" in killed[0][1]
+  # Saved by the killed run if its save finished (every 5 steps) before the kill:
+  resumable = {stop_step} | {s for s in range(stop_step + 1, kill_at + 1) if s % 5 == 0}
 
   finished = _launch(workdir, cache_env, processes=2, devices=4)
   _assert_ok(finished)
   resumed = re.findall(r"Resuming from step (\d+)", finished[0][1])
-  assert resumed and int(resumed[0]) in (stop_step, 10), resumed  # 10 unless the kill beat its save
+  assert resumed and int(resumed[0]) in resumable, (resumed, resumable)
   assert _results(workdir) == _results(two_process_run)
   assert (workdir / "metrics.jsonl").read_bytes() == (
       two_process_run / "metrics.jsonl").read_bytes()
