@@ -7,6 +7,7 @@ import pytest
 
 from experiments import figure3_cpu
 from experiments import summary
+from experiments import table3_figure3
 from experiments.configs import figure3_cpu as figure3_config
 from mixup_jax import trainer
 
@@ -95,6 +96,15 @@ def test_figure3_smallest_trains_keeps_and_aggregates_real_runs(tmp_path, data_d
   table = (out_dir / "table.md").read_text()
   assert "| mixup | 2 |" in table and difference["verdict"] in table
   assert (out_dir / "figure3_cpu.png").stat().st_size > 0
+
+  # Table 3 on these models: white box on each seed, black box from the other seed's ERM.
+  attacked = table3_figure3.run([0, 1], runs_dir=runs_dir, out_dir=tmp_path / "table3",
+                                data_dir=str(data_dir), attack_size=32, size="smallest")
+  assert attacked["per_seed"][0]["black_box_source"] == "erm_seed1"
+  white = attacked["summary"]["white_box fgsm eps 8"]
+  assert white["erm"]["mean"] >= attacked["summary"]["clean"]["erm"]["mean"]  # attacks hurt
+  assert white["mixup_minus_erm"]["verdict"] in ("reproduced", "contradicted", "inconclusive")
+  assert "| black_box ifgsm eps 4 |" in (tmp_path / "table3" / "table.md").read_text()
 
   for workdir in runs_dir.iterdir():  # finished runs are kept: nothing is retrained
     (workdir / "results.json").unlink()
