@@ -15,7 +15,10 @@ default, on uint8 images with the crop, flip and normalisation inside the step.
 Every row uses the same CIFAR-10 batch, --threads threads for PyTorch (XLA:CPU uses
 one thread per core) and is timed round-robin with the others (median of
 --repeats steps after warm-up), so load changes on a shared machine hit all rows
-alike. The ratio column is each row's time over PyTorch eager ERM.
+alike. The ratio column is each row's time over PyTorch eager ERM. `--xnnpack` runs
+ours with the XNNPACK convolutions that the command lines turn on for CPUs
+(experiments/cpu_flags.py); XLA reads its flags once per process, so compare the two
+settings by running the script twice.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def _parse_args(argv=None):
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
   parser.add_argument("--json", default=None, help="also write the rows to this file")
+  parser.add_argument("--xnnpack", action="store_true",
+                      help="XLA:CPU with XNNPACK convolutions, as the command lines run")
   return parser.parse_args(argv)
 
 
@@ -155,6 +160,9 @@ def table(results, batch: int, baseline: str) -> str:
 
 def main(argv=None) -> int:
   args = _parse_args(argv)
+  if args.xnnpack:  # before JAX is imported (XLA reads its flags once)
+    from experiments import cpu_flags
+    cpu_flags.use_xnnpack()
   import jax
   import torch
 

@@ -22,6 +22,11 @@ stops all of them at the same step with one complete checkpoint, and each exits 
       --config.parallel=sharded --workdir=gs://BUCKET/run --distributed
 """
 
+from experiments import cpu_flags
+
+cpu_flags.use_xnnpack()  # before JAX is imported: faster CPU convolutions
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import logging as std_logging
 import sys
 from typing import Sequence

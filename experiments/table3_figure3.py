@@ -27,9 +27,9 @@ clean error too; "more robust" needs a lower rise, not only a lower error.
 
 from __future__ import annotations
 
-import os
+from experiments import cpu_flags
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_use_xnnpack=true")  # before JAX: see figure3_cpu
+cpu_flags.use_xnnpack()  # before JAX is imported
 
 import json  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pathlib

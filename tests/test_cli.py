@@ -140,3 +140,19 @@ def test_two_data_workers_give_the_same_run(clean_run, tmp_path, env):
   assert (tmp_path / "metrics.jsonl").read_bytes() == (clean_dir / "metrics.jsonl").read_bytes()
   jax.tree.map(np.testing.assert_array_equal,
                _saved_state(tmp_path, 40), _saved_state(clean_dir, 40))
+
+
+@pytest.mark.parametrize("before, after", [
+    (None, "--xla_cpu_use_xnnpack=true"),
+    ("--xla_force_host_platform_device_count=4",
+     "--xla_force_host_platform_device_count=4 --xla_cpu_use_xnnpack=true"),
+    ("--xla_cpu_use_xnnpack=false", "--xla_cpu_use_xnnpack=false"),  # the user's opt-out
+])
+def test_command_lines_add_xnnpack_to_the_users_xla_flags(monkeypatch, before, after):
+  from experiments import cpu_flags  # pylint: disable=g-import-not-at-top
+  if before is None:
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+  else:
+    monkeypatch.setenv("XLA_FLAGS", before)
+  cpu_flags.use_xnnpack()
+  assert os.environ["XLA_FLAGS"] == after

@@ -16,6 +16,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
+from experiments import cpu_flags  # noqa: E402
+
+cpu_flags.use_xnnpack()  # as experiments.main does, before JAX: the same numbers
+
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import jax  # noqa: E402
