@@ -34,6 +34,7 @@ def make_fit(
     num_epochs: int,
     batch_size: int,
     learning_rate: float = 1e-3,
+    shuffle: bool = True,
 ) -> Callable[..., dict[str, jax.Array]]:
   """A jitted `fit(keys, x, y, evals) -> {name: errors [S]}`.
 
@@ -44,6 +45,9 @@ def make_fit(
     num_epochs: passes over each seed's training rows.
     batch_size: rows per step.
     learning_rate: Adam's (betas 0.9 / 0.999: PyTorch's defaults).
+    shuffle: a fresh order every epoch (True), or the rows in the order given,
+      every epoch (False: what a loop that forgets to shuffle does; for studying
+      protocols, never the default).
 
   The returned function takes keys [S] (seed s: `jax.random.PRNGKey(s)`, split into
   the initialisation and the data order; the train state folds the step number into
@@ -64,7 +68,8 @@ def make_fit(
       raise ValueError(f"{n} training rows cannot fill one batch of batch_size={batch_size}.")
 
     def epoch(state, e):
-      order = jax.random.permutation(jax.random.fold_in(order_key, e), n)
+      order = (jax.random.permutation(jax.random.fold_in(order_key, e), n) if shuffle
+               else jnp.arange(n))
       batches = order[: steps * batch_size].reshape(steps, batch_size)
 
       def step(state, rows):

@@ -84,6 +84,10 @@ class Settings:
   batch_size: int = 16
   learning_rate: float = 1e-3
   hidden_sizes: tuple[int, ...] = (128, 128)
+  # Protocol variants (experiments/uci_protocols.py); the defaults are our protocol.
+  preprocessing: str = "standardise"
+  shuffle: bool = True
+  test_fraction: float = 0.2
 
   def __post_init__(self):
     unknown = sorted(set(self.datasets) - set(uci.UCI_DATASETS))
@@ -96,6 +100,11 @@ class Settings:
       raise ValueError(f"alphas must be a non-empty list of numbers > 0, got {self.alphas}.")
     if not 0.0 < self.validation_fraction < 1.0:
       raise ValueError(f"validation_fraction must lie in (0, 1), got {self.validation_fraction}.")
+    if self.preprocessing not in uci.PREPROCESSING:
+      raise ValueError(f"preprocessing must be one of {uci.PREPROCESSING}, got "
+                       f"{self.preprocessing!r}.")
+    if not 0.0 < self.test_fraction < 1.0:
+      raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}.")
 
 
 def paper_settings(**overrides: Any) -> Settings:
@@ -136,13 +145,15 @@ class SeedSplits:
 
 
 def load_seed_splits(
-    name: str, seeds: Sequence[int], validation_fraction: float, data_dir=None
+    name: str, seeds: Sequence[int], validation_fraction: float, data_dir=None, *,
+    test_fraction: float = 0.2, preprocessing: str = "standardise",
 ) -> SeedSplits:
   """The splits of dataset `name` for every seed (see the module docstring)."""
   parts = {"fit": [], "validation": [], "train": [], "test": []}
   num_classes = None
   for seed in seeds:
-    data = uci.load_uci(name, data_dir, split_seed=seed)
+    data = uci.load_uci(name, data_dir, split_seed=seed, test_fraction=test_fraction,
+                        preprocessing=preprocessing)
     num_classes = data.num_classes
     fit_index, val_index = uci.stratified_split(
         data.y_train, validation_fraction, _VALIDATION_SEED_OFFSET + seed)
@@ -166,7 +177,8 @@ def _fit(num_classes, alpha, settings, keys, train, evals) -> dict[str, np.ndarr
   model = models.get_model("mlp", num_classes, hidden_sizes=settings.hidden_sizes)
   fit = seed_sweep.make_fit(
       model, num_classes=num_classes, alpha=alpha, num_epochs=settings.num_epochs,
-      batch_size=settings.batch_size, learning_rate=settings.learning_rate)
+      batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+      shuffle=settings.shuffle)
   errors = fit(keys, *train, evals)
   return {k: np.asarray(v, np.float64) for k, v in errors.items()}
 
@@ -182,7 +194,9 @@ def run_dataset(name: str, settings: Settings, data_dir=None) -> dict[str, Any]:
   """Chooses alpha on validation, then trains ERM and mixup and tests them."""
   start = time.time()
   seeds = list(range(settings.num_seeds))
-  splits = load_seed_splits(name, seeds, settings.validation_fraction, data_dir)
+  splits = load_seed_splits(name, seeds, settings.validation_fraction, data_dir,
+                            test_fraction=settings.test_fraction,
+                            preprocessing=settings.preprocessing)
   keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
   c = splits.num_classes
 

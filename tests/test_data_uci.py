@@ -162,6 +162,17 @@ def test_bad_input_raises(data_dir, tmp_path):
     uci.load_uci("iris", tmp_path, download=False)
 
 
+def test_raw_preprocessing_keeps_the_files_values(data_dir):
+  raw = uci.load_uci("iris", data_dir, preprocessing="raw")
+  standardised = uci.load_uci("iris", data_dir)
+  # The first training row is the file's first line, 5.1,3.5,1.4,0.2,Iris-setosa.
+  np.testing.assert_array_equal(raw.x_train[0], np.float32([5.1, 3.5, 1.4, 0.2]))
+  mean, std = raw.x_train.mean(0), raw.x_train.std(0)
+  np.testing.assert_allclose(standardised.x_test, (raw.x_test - mean) / std, atol=1e-5)
+  with pytest.raises(ValueError, match="preprocessing must be one of"):
+    uci.load_uci("iris", data_dir, preprocessing="minmax")
+
+
 def test_tfds_builder_round_trip_without_tensorflow(loaded, data_dir, tmp_path):
   """Run in the default install (no TensorFlow), this shows that TFDS needs none here."""
   builder = uci.Uci(config="iris", data_dir=tmp_path, raw_data_dir=data_dir)

@@ -11,6 +11,7 @@ import pytest
 from experiments import gan_figure5
 from experiments import quickstart
 from experiments import toy_figure1b
+from experiments import uci_protocols
 from experiments import uci_table4
 from experiments.configs import speech as speech_config
 from experiments.configs import uci as uci_config
@@ -139,3 +140,14 @@ def test_uci_configs_are_valid(dataset):
   assert (config.model, tuple(config.model_options.hidden_sizes)) == ("mlp", (128, 128))
   assert (config.optimizer, config.learning_rate, config.num_epochs, config.batch_size) == (
       "adam", 1e-3, 10, 16)
+
+
+def test_uci_protocols_reports_each_variant_beside_the_paper(tmp_path, data_dir):
+  variants = ("ours: standardised, shuffled, 80/20, 10 epochs", "file order (no shuffling)")
+  results = uci_protocols.run(2, tmp_path, data_dir, datasets=("iris",), variants=variants)
+  ours, unshuffled = (results["rows"]["iris"][v] for v in variants)
+  assert ours["test"] != unshuffled["test"]  # the order changes what the network learns
+  assert ours["majority"] == [pytest.approx(200 / 3)] * 2  # balanced classes: 2/3 wrong
+  assert all(isinstance(r["matches"], bool) for r in (ours, unshuffled))
+  table = (tmp_path / "protocols.md").read_text()
+  assert "| **paper** | **21.3** |" in table and "| file order (no shuffling) |" in table
