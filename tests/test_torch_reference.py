@@ -84,9 +84,18 @@ def test_mixing_positions_are_the_authors_lin_positions(preact, cifar_batch):
 
 
 def test_sgd_steps_equal_torch_optim_sgd(preact, cifar_batch):
+  """One step against PyTorch in float64; two (momentum at work) against its float32.
+
+  Two steps against float64 are not a fair test: the second batch of 8 makes
+  BatchNorm's backward pass ill-conditioned: measured, both float32 implementations
+  end 5.8e-4 from the float64 one while agreeing with each other to 4e-7 (one step:
+  2e-8 from float64).
+  """
   model, reference, variables = preact
   images, labels = cifar_batch
-  assert ref.compare_sgd_steps(model, reference, variables, images, labels, steps=2) < TOL
+  assert ref.compare_sgd_steps(model, reference, variables, images, labels, steps=1) < TOL
+  assert ref.compare_sgd_steps(model, reference, variables, images, labels, steps=2,
+                               torch_dtype=torch.float32) < TOL
 
 
 def test_densenet_logits_equal_the_authors_network(cifar_batch):
