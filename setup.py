@@ -54,5 +54,8 @@ setuptools.setup(
         "experiments": _EXPERIMENTS,
         "test": _TEST,
         "tf": ["tensorflow>=2.16"],
+        # gs:// workdirs: epath reads and writes buckets through gcsfs, TensorBoard
+        # events (tensorboardX) through google-cloud-storage.
+        "gcs": ["gcsfs>=2024.2", "google-cloud-storage>=2.14"],
     },
 )
