@@ -110,6 +110,8 @@ def load_runs(out_dir: pathlib.Path) -> dict[str, dict[int, dict[str, Any]]]:
     method, seed = kept.name.rsplit("_seed", 1)[0], results["config"]["seed"]
     records = [json.loads(line) for line in (kept / "metrics.jsonl").read_text().splitlines()]
     results["curve"] = [(r["epoch"], r["test/error"]) for r in records if "test/error" in r]
+    train = [r for r in records if "train/accuracy" in r]
+    results["last_train_accuracy"] = 100.0 * train[-1]["train/accuracy"] if train else None
     runs.setdefault(method, {})[seed] = results
   return runs
 
@@ -176,6 +178,16 @@ def table(runs, stats, size: str) -> str:
       cells += [f"{d['mean']:+.2f} +- {d['se']:.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]",
                 d["verdict"]]
     lines.append(f"| {method} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+  if "erm" in runs:
+    erm = runs["erm"]
+    train = [erm[s]["last_train_accuracy"] for s in sorted(erm)]
+    test = [100.0 - erm[s]["final_test_error"] for s in sorted(erm)]
+    lines += ["", "Does ERM fit its training set? Its accuracy on the last logged training "
+              "batches (augmented, the last log interval) against its test accuracy, per seed: "
+              + ", ".join(f"{a:.1f} / {b:.1f}" for a, b in zip(train, test)) +
+              " %. Near-equal numbers mean the network underfits, where a regulariser such "
+              "as mixup is expected to cost accuracy; the paper's case for mixup is ERM "
+              "memorising its training data."]
   if "mixup" in stats["differences"]:
     d = stats["differences"]["mixup"]["final_test_error"]
     lines += ["", f"Verdict on the paper's claim (mixup lowers the test error of ERM) at this "
