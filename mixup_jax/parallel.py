@@ -173,23 +173,21 @@ class DataParallel:
     Under "pmap" every leaf gets a leading axis of size (local devices). In a
     multi-process run every process must pass the same state.
     """
+    if self.mode == "jit":
+      return jax.device_put(state, self.mesh.devices.flat[0])
     if self.mode == "pmap":
       devices = list(self.mesh.devices.flat)
 
       def replicate(leaf):
-        leaf = np.asarray(leaf)
         shards = [jax.device_put(leaf[None], d) for d in devices]
         return jax.make_array_from_single_device_arrays(
             (len(devices),) + leaf.shape, self.batch_sharding, shards
         )
 
-      return jax.tree.map(replicate, state)
-    if self.mode == "jit":
-      return jax.device_put(state, self.mesh.devices.flat[0])
+      return jax.tree.map(lambda leaf: _place_host_leaf(leaf, replicate), state)
     return jax.tree.map(
-        lambda leaf: jax.make_array_from_process_local_data(
-            self.replicated, np.asarray(leaf)
-        ),
+        lambda leaf: _place_host_leaf(
+            leaf, lambda host: jax.make_array_from_process_local_data(self.replicated, host)),
         state,
     )
 
@@ -259,3 +257,15 @@ class DataParallel:
     if self.mode == "pmap":
       return jax.tree.map(lambda leaf: np.asarray(leaf.addressable_data(0))[0], metrics)
     return jax.tree.map(lambda leaf: np.asarray(leaf.addressable_data(0)), metrics)
+
+
+def _place_host_leaf(leaf, place):
+  """`place(numpy copy of leaf)`; typed PRNG keys (`jax.random.key`) travel as key data.
+
+  NumPy cannot hold a typed key, so its raw words are placed and wrapped again with
+  the same implementation: a state made with `jax.random.key` or `PRNGKey` alike.
+  """
+  if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+    words = place(np.asarray(jax.random.key_data(leaf)))
+    return jax.random.wrap_key_data(words, impl=jax.random.key_impl(leaf))
+  return place(np.asarray(leaf))

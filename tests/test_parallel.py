@@ -127,6 +127,21 @@ def test_a_subset_of_devices(mode):
   assert float(dp.get_metrics(sums)["sum"]) == 2.0 * 28
 
 
+@pytest.mark.parametrize("mode", ["jit", "pmap", "sharded", "shard_map"])
+def test_put_state_keeps_typed_and_raw_keys(mode):
+  """A state holding a `jax.random.key` places like one holding a `PRNGKey`."""
+  dp = parallel.DataParallel.create(mode)
+  state = {"typed": jax.random.key(3), "raw": jax.random.PRNGKey(3), "w": np.ones(2, np.float32)}
+  placed = dp.get_state(dp.put_state(state))
+  assert jax.dtypes.issubdtype(placed["typed"].dtype, jax.dtypes.prng_key)
+  np.testing.assert_array_equal(jax.random.key_data(placed["typed"]),
+                                jax.random.key_data(state["typed"]))
+  np.testing.assert_array_equal(placed["raw"], state["raw"])
+  # The placed key draws what the host key draws.
+  np.testing.assert_array_equal(jax.random.uniform(placed["typed"], (3,)),
+                                jax.random.uniform(state["typed"], (3,)))
+
+
 def test_gradient_rule_refuses_to_guess_without_vma_information(monkeypatch):
   # If JAX stops exposing which axes a value varies over, the shard_map gradient
   # would silently be D times too large or reduced twice: fail at trace time.
