@@ -118,6 +118,9 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   _require(_is_int(config.get("label_corruption_seed", 0))
            and config.get("label_corruption_seed", 0) >= 0, "label_corruption_seed",
            f"must be an int >= 0, got {config.get('label_corruption_seed')!r}.")
+  for field in ("train_size", "test_size"):
+    _require(_is_int(config.get(field, 0)) and config.get(field, 0) >= 0, field,
+             f"must be an int >= 0 (0: the whole split), got {config.get(field)!r}.")
   _require(_is_int(config.data_workers) and config.data_workers >= 0, "data_workers",
            f"must be an int >= 0, got {config.data_workers!r}.")
 
@@ -243,6 +246,8 @@ def build_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
         source=config.data_source,
         label_corruption=config.label_corruption,
         label_corruption_seed=config.get("label_corruption_seed", 0),
+        train_size=config.get("train_size", 0),
+        test_size=config.get("test_size", 0),
         **config.dataset_options.to_dict(),
     )
   except (ValueError, TypeError, FileNotFoundError) as e:

@@ -39,6 +39,10 @@ def get_config() -> ml_collections.ConfigDict:
   # sweep over seeds trains on the same corrupted labels.
   config.label_corruption = 0.0
   config.label_corruption_seed = 0
+  # Keep only the first this many train / test examples (0: the whole split):
+  # the fixed small subsets of CPU-scale runs (e.g. table2_cpu.py).
+  config.train_size = 0
+  config.test_size = 0
   config.data_workers = 0  # grain worker processes reading the training data
 
   # --- Model (mixup_jax.models.get_model) ---

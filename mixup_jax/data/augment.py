@@ -79,6 +79,12 @@ def cifar_train(rng: jax.Array, images: jax.Array) -> jax.Array:
   return normalize(random_crop_flip(rng, images), CIFAR_MEAN, CIFAR_STD)
 
 
+def cifar_train_unaugmented(rng: jax.Array, images: jax.Array) -> jax.Array:
+  """CIFAR training input without crop or flip (`rng` unused): memorisation studies."""
+  del rng
+  return cifar_eval(images)
+
+
 def cifar_eval(images: jax.Array) -> jax.Array:
   """CIFAR evaluation input: uint8 [B, 32, 32, 3] -> float32, normalised."""
   _check_image_batch("images", images, (32, 32, 3))

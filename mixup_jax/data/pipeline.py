@@ -122,6 +122,44 @@ class ArraySource:
     return f"ArraySource({fields})"
 
 
+def leading(source: RandomAccessSource, size: int, *, name: str = "size") -> RandomAccessSource:
+  """The first `size` records of `source`: a fixed subset for small-data runs.
+
+  CPU-scale reproductions (Table 2's memorisation) train on a prefix of the
+  official split order, so every run, seed and method sees the same examples.
+  An `ArraySource` stays one (sliced, no copy), so whole-split work stays fast.
+
+  Raises:
+    ValueError: `size` (reported as `name`) is not an int in [1, len(source)].
+  """
+  if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+    raise ValueError(f"{name} must be a positive int, got {size!r}.")
+  if size > len(source):
+    raise ValueError(f"{name}={size} exceeds the {len(source)} records of the split; "
+                     f"use at most {len(source)} (or 0 for all).")
+  if isinstance(source, ArraySource):
+    return ArraySource({key: value[:size] for key, value in source.arrays.items()})
+  return _Leading(source, int(size))
+
+
+class _Leading:
+  """Lazy view of the first `size` records of a source that is not in memory."""
+
+  def __init__(self, source: RandomAccessSource, size: int):
+    self._source, self._size = source, size
+
+  def __len__(self) -> int:
+    return self._size
+
+  def __getitem__(self, index: int) -> Element:
+    if not -self._size <= index < self._size:
+      raise IndexError(f"index {index} out of range for a source of {self._size} records.")
+    return self._source[index % self._size]
+
+  def __repr__(self) -> str:
+    return f"leading({self._source!r}, {self._size})"
+
+
 def read_array(source: RandomAccessSource, key: str) -> np.ndarray:
   """All values of `key` in a split, stacked to [N, ...] (direct for an ArraySource)."""
   if isinstance(source, ArraySource):

@@ -130,6 +130,8 @@ def get_dataset(
     source: str = "offline",
     label_corruption: float = 0.0,
     label_corruption_seed: int = 0,
+    train_size: int = 0,
+    test_size: int = 0,
     **options: Any,
 ) -> Dataset:
   """Builds the dataset registered as `name`.
@@ -145,6 +147,9 @@ def get_dataset(
       labels (paper Table 2); the train split then yields 'label' (corrupted)
       and 'true_label'. See `corruption.py`.
     label_corruption_seed: seed of the corrupted labels.
+    train_size, test_size: keep only the first this many examples of the train /
+      test split (0: all), in the split's own order, before labels are
+      corrupted: the small fixed subsets of CPU-scale runs.
     **options: dataset-specific options, see each builder's docstring.
 
   Returns:
@@ -154,6 +159,13 @@ def get_dataset(
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
   builder = _find_builder(name)
   dataset = builder(data_dir=data_dir, source=source, **options)
+  if train_size or test_size:
+    dataset = dataclasses.replace(
+        dataset,
+        train=pipeline.leading(dataset.train, train_size, name="train_size")
+        if train_size else dataset.train,
+        test=pipeline.leading(dataset.test, test_size, name="test_size")
+        if test_size else dataset.test)
   if label_corruption:
     dataset = corruption.with_corrupted_labels(
         dataset, fraction=label_corruption, seed=label_corruption_seed)
@@ -183,7 +195,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None, subdir: str | None
       raise ValueError(
           f"no data directory: set the {DATA_DIR_ENV} environment variable or pass data_dir "
           "(--config.data_dir on the command line) to the folder holding the offline datasets "
-          "(see README: Data), or use source='tfds'.")
+          "(see docs/data.md), or use source='tfds'.")
     path, origin = pathlib.Path(value), f"${DATA_DIR_ENV}"
   else:
     path, origin = pathlib.Path(data_dir), "data_dir"
@@ -196,7 +208,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None, subdir: str | None
     if not path.is_dir():
       raise FileNotFoundError(
           f"{path} is missing: the offline data directory (from {origin}) has no '{subdir}' folder "
-          "(see README: Data for the expected layout), or use source='tfds'.")
+          "(see docs/data.md for the expected layout), or use source='tfds'.")
   return path
 
 
