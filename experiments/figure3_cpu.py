@@ -34,7 +34,6 @@ cpu_flags.use_xnnpack()  # before JAX is imported
 import json  # pylint: disable=g-import-not-at-top,wrong-import-position
 import os
 import pathlib
-import shutil
 from typing import Any, Sequence
 
 from absl import app
@@ -42,8 +41,8 @@ from absl import flags
 from absl import logging
 
 from experiments import summary
+from experiments import sweep
 from experiments.configs import figure3_cpu
-from mixup_jax import trainer
 
 RESULTS_DIR = pathlib.Path(__file__).parent / "results" / "figure3_cpu"
 DEFAULT_RUNS_DIR = pathlib.Path(os.environ.get("MIXUP_JAX_RUNS_DIR", "/tmp/mixup_jax_runs"))
@@ -84,31 +83,17 @@ def make_config(method: str, seed: int, size: str, data_dir: str | None):
 def train_missing(methods: Sequence[str], seeds: Sequence[int], *, runs_dir: pathlib.Path,
                   out_dir: pathlib.Path, size: str, data_dir: str | None) -> bool:
   """Trains each run without results in out_dir/runs; False if one was preempted."""
-  for method, seed in run_order(methods, seeds):
-    kept = out_dir / "runs" / run_name(method, seed)
-    if (kept / "results.json").exists():
-      continue
-    logging.info("Training %s.", run_name(method, seed))
-    workdir = runs_dir / run_name(method, seed)
-    results = trainer.train_and_evaluate(make_config(method, seed, size, data_dir), workdir)
-    if results.get("preempted"):
-      return False
-    kept.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(workdir / "metrics.jsonl", kept / "metrics.jsonl")
-    saved = json.loads((workdir / "results.json").read_text())
-    for machine_path in ("checkpoint", "best_checkpoint"):
-      saved.pop(machine_path, None)
-    (kept / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
-  return True
+  return sweep.train_missing(
+      ((run_name(m, s), make_config(m, s, size, data_dir)) for m, s in run_order(methods, seeds)),
+      runs_dir=runs_dir, kept_dir=out_dir / "runs")
 
 
 def load_runs(out_dir: pathlib.Path) -> dict[str, dict[int, dict[str, Any]]]:
   """{method: {seed: results + 'curve' [(epoch, test error)]}} of the finished runs."""
   runs: dict[str, dict[int, dict[str, Any]]] = {}
-  for kept in sorted((out_dir / "runs").glob("*_seed*")):
-    results = json.loads((kept / "results.json").read_text())
-    method, seed = kept.name.rsplit("_seed", 1)[0], results["config"]["seed"]
-    records = [json.loads(line) for line in (kept / "metrics.jsonl").read_text().splitlines()]
+  for name, results in sweep.load_kept(out_dir / "runs").items():
+    method, seed = name.rsplit("_seed", 1)[0], results["config"]["seed"]
+    records = results.pop("records")
     results["curve"] = [(r["epoch"], r["test/error"]) for r in records if "test/error" in r]
     train = [r for r in records if "train/accuracy" in r]
     results["last_train_accuracy"] = 100.0 * train[-1]["train/accuracy"] if train else None
