@@ -59,24 +59,6 @@ def test_run_order_answers_the_papers_question_first():
       ("cutmix", 0), ("switch", 0), ("cutmix", 1), ("switch", 1)]
 
 
-@pytest.fixture
-def compilation_cache(tmp_path):
-  """A persistent XLA cache, so that the two seeds of a method compile once.
-
-  JAX opens the cache at the first compilation after the directory is set and keeps
-  it for the process; later tests can only gain from that (entries are keyed by the
-  program), and the thresholds are restored.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  previous = (jax.config.jax_compilation_cache_dir,
-              jax.config.jax_persistent_cache_min_compile_time_secs)
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", previous[0])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-
-
 def test_figure3_smallest_trains_keeps_and_aggregates_real_runs(tmp_path, data_dir,
                                                                compilation_cache):
   """Two methods x two seeds on real CIFAR-10; a second call trains nothing again."""
