@@ -17,7 +17,9 @@ import pytest
 
 from experiments.configs import default
 from mixup_jax import checkpoint
+from mixup_jax import config_checks
 from mixup_jax import data
+from mixup_jax import loop_outputs
 from mixup_jax import models
 from mixup_jax import parallel
 from mixup_jax import trainer
@@ -126,7 +128,7 @@ def test_progress_status_reads_only_new_records():
       return super().__iter__()
 
   history = CountingRecords([{"step": 1, "train/loss": 2.0}, {"step": 1, "test/error": 30.0}])
-  latest = trainer._Latest(history)
+  latest = loop_outputs.Latest(history)
   assert CountingRecords.reads == 1  # once, on resume
   for step in range(2, 100):
     latest.update({"step": step, "train/loss": 1.0 / step})
@@ -203,7 +205,7 @@ def test_config_vocabularies_are_defined_once():
   from mixup_jax import mixing, train
   assert set(trainer.PAIRINGS) - {"knn"} == set(mixing.PAIRINGS) - {"given"}
   assert tuple(train._MODEL_STAGES) == tuple(models.MIX_STAGES)
-  assert train._is_int is trainer._is_int
+  assert train._is_int is config_checks._is_int
 
 
 def test_every_documented_option_is_accepted_by_the_command_line(tmp_path):

@@ -1,0 +1,175 @@
+"""Config validation for the training loop: every check names the field and the fix.
+
+`validate_config(config)` runs before anything is built, so a typo in a sweep fails
+in a second with `ConfigError: config.FIELD ...` instead of an hour into a run. The
+vocabularies below are the values each field accepts; experiments/configs/default.py
+documents them and a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import ml_collections
+
+from mixup_jax import _checks
+from mixup_jax import data as data_lib
+from mixup_jax import mixing as mixing_lib
+from mixup_jax import models as models_lib
+from mixup_jax import parallel
+
+PARALLEL_MODES = parallel.MODES
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cifar", "wrn", "imagenet", "speech", "step", "cosine")
+# config.mixup.pairing: the in-batch pairings of mixup_jax.mixing, plus 'knn', which
+# mixes each example with one of its nearest training neighbours (Table 5's KNN;
+# mixup.knn_k neighbours, within the class when mixup.knn_within_class). The loop
+# supplies knn partners itself (make_train_step's pairing 'given').
+PAIRINGS = tuple(p for p in mixing_lib.PAIRINGS if p != "given") + ("knn",)
+
+
+class ConfigError(ValueError):
+  """A config field has a value the run cannot use; the message names it."""
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}: {message}")
+
+
+_is_int, _is_number = _checks.is_int, _checks.is_number
+
+
+def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = True) -> None:
+  """Raises ConfigError, naming the field, for any value the run cannot use.
+
+  Args:
+    config: a config like experiments/configs/default.py.
+    check_names: also check that `config.dataset` and `config.model` are
+      registered names (run_training skips this: it receives them built).
+  """
+  if check_names:
+    datasets = data_lib.list_datasets()
+    _require(config.dataset in datasets, "dataset",
+             f"unknown dataset {config.dataset!r}; valid names: {datasets}.")
+    _require(config.model in models_lib.MODEL_NAMES, "model",
+             f"unknown model {config.model!r}; valid names: {list(models_lib.MODEL_NAMES)}.")
+    valid = list(models_lib.model_options(config.model))
+    unknown = sorted(set(config.model_options) - set(valid))
+    _require(not unknown, "model_options",
+             f"{config.model} has no option(s) {unknown}; valid: {valid}.")
+  _require(config.data_source in data_lib.registry.SOURCES, "data_source",
+           f"must be one of {data_lib.registry.SOURCES}, got {config.data_source!r}.")
+  _require(_is_number(config.label_corruption) and 0 <= config.label_corruption <= 1,
+           "label_corruption", f"must be a fraction in [0, 1], got {config.label_corruption!r}.")
+  _require(_is_int(config.get("label_corruption_seed", 0))
+           and config.get("label_corruption_seed", 0) >= 0, "label_corruption_seed",
+           f"must be an int >= 0, got {config.get('label_corruption_seed')!r}.")
+  for field in ("train_size", "test_size"):
+    _require(_is_int(config.get(field, 0)) and config.get(field, 0) >= 0, field,
+             f"must be an int >= 0 (0: the whole split), got {config.get(field)!r}.")
+  _require(_is_int(config.data_workers) and config.data_workers >= 0, "data_workers",
+           f"must be an int >= 0, got {config.data_workers!r}.")
+
+  _require(config.optimizer in OPTIMIZERS, "optimizer",
+           f"must be one of {OPTIMIZERS}, got {config.optimizer!r}.")
+  _require(config.schedule in SCHEDULES, "schedule",
+           f"must be one of {SCHEDULES}, got {config.schedule!r}.")
+  _require(_is_number(config.learning_rate) and config.learning_rate > 0, "learning_rate",
+           f"must be a number > 0, got {config.learning_rate!r}.")
+  _require(_is_number(config.momentum) and 0 <= config.momentum < 1, "momentum",
+           f"must be in [0, 1), got {config.momentum!r}.")
+  _require(_is_number(config.weight_decay) and config.weight_decay >= 0, "weight_decay",
+           f"must be >= 0, got {config.weight_decay!r}.")
+  boundaries = config.get("schedule_boundaries", ())
+  _require(isinstance(boundaries, (tuple, list)) and all(_is_int(e) and e >= 0 for e in boundaries)
+           and list(boundaries) == sorted(set(boundaries)), "schedule_boundaries",
+           f"must be increasing epochs (ints >= 0), got {boundaries!r}.")
+  _require(config.schedule != "step" or len(boundaries) > 0, "schedule_boundaries",
+           "schedule 'step' needs the epochs at which to multiply the rate, e.g. (30, 45).")
+  factor = config.get("schedule_factor", 0.1)
+  _require(_is_number(factor) and 0 < factor, "schedule_factor",
+           f"must be a number > 0, got {factor!r}.")
+  warmup = config.get("warmup_epochs", 0)
+  _require(_is_int(warmup) and warmup >= 0, "warmup_epochs",
+           f"must be an int >= 0, got {warmup!r}.")
+  _require(_is_int(config.schedule_shift) and config.schedule_shift >= 0, "schedule_shift",
+           f"must be an int >= 0, got {config.schedule_shift!r}.")
+  _require(_is_int(config.num_epochs) and config.num_epochs >= 1, "num_epochs",
+           f"must be an int >= 1, got {config.num_epochs!r}.")
+  _require(_is_int(config.num_train_steps) and config.num_train_steps >= 0, "num_train_steps",
+           f"must be an int >= 0 (0: use num_epochs), got {config.num_train_steps!r}.")
+
+  num_devices = 1 if config.parallel == "jit" else jax.device_count()
+  _require(config.parallel in PARALLEL_MODES, "parallel",
+           f"must be one of {PARALLEL_MODES}, got {config.parallel!r}.")
+  _require(config.parallel != "jit" or jax.process_count() == 1, "parallel",
+           f"'jit' trains on one device of one process; with {jax.process_count()} processes "
+           "every process would train its own model: use 'sharded', 'shard_map' or 'pmap'.")
+  for field in ("batch_size", "eval_batch_size"):
+    value = config[field]
+    _require(_is_int(value) and value >= 1, field, f"must be a positive int, got {value!r}.")
+    _require(value % num_devices == 0, field,
+             f"{value} is not divisible by the {num_devices} devices of parallel="
+             f"{config.parallel!r}: use a multiple of {num_devices}.")
+    _require(value % jax.process_count() == 0, field,
+             f"{value} is not divisible by the {jax.process_count()} processes.")
+
+  mix = config.mixup
+  _require(_is_number(mix.alpha) and math.isfinite(mix.alpha) and mix.alpha >= 0, "mixup.alpha",
+           f"must be a finite number >= 0 (0 trains by ERM), got {mix.alpha!r}.")
+  _require(mix.granularity in mixing_lib.GRANULARITIES, "mixup.granularity",
+           f"must be one of {mixing_lib.GRANULARITIES}, got {mix.granularity!r}.")
+  _require(mix.pairing in PAIRINGS, "mixup.pairing",
+           f"must be one of {PAIRINGS}, got {mix.pairing!r}.")
+  _require(_is_int(mix.get("knn_k", 200)) and mix.get("knn_k", 200) >= 1, "mixup.knn_k",
+           f"must be an int >= 1, got {mix.get('knn_k')!r}.")
+  _require(isinstance(mix.get("knn_within_class", False), bool), "mixup.knn_within_class",
+           f"must be True or False, got {mix.get('knn_within_class')!r}.")
+  if mix.pairing == "knn":
+    _require(not mix.stages, "mixup.pairing",
+             "'knn' mixes the inputs with a partner image: it cannot mix at mixup.stages.")
+  cutmix_alpha = mix.get("cutmix_alpha", 0.0)
+  _require(_is_number(cutmix_alpha) and math.isfinite(cutmix_alpha) and cutmix_alpha >= 0,
+           "mixup.cutmix_alpha", f"must be a finite number >= 0 (0: no CutMix), got "
+           f"{cutmix_alpha!r}.")
+  _require(_is_number(mix.get("switch_prob", 0.5)) and 0 <= mix.get("switch_prob", 0.5) <= 1,
+           "mixup.switch_prob", f"must be in [0, 1], got {mix.get('switch_prob')!r}.")
+  if cutmix_alpha > 0:
+    _require(not mix.stages, "mixup.cutmix_alpha",
+             "CutMix pastes into the input images: it cannot mix at mixup.stages.")
+    _require(mix.num_sources == 2, "mixup.cutmix_alpha",
+             f"CutMix pastes one partner's box: set mixup.num_sources=2, not {mix.num_sources}.")
+  _require(mix.targets in mixing_lib.TARGET_MODES, "mixup.targets",
+           f"must be one of {mixing_lib.TARGET_MODES}, got {mix.targets!r}.")
+  _require(_is_int(mix.num_sources) and mix.num_sources >= 2, "mixup.num_sources",
+           f"must be an int >= 2, got {mix.num_sources!r}.")
+  _require(_is_number(mix.prob) and 0 <= mix.prob <= 1, "mixup.prob",
+           f"must be in [0, 1], got {mix.prob!r}.")
+  _require(not mix.global_pairing or config.parallel in ("pmap", "shard_map"),
+           "mixup.global_pairing", "needs a per-device step: set config.parallel to 'pmap' or "
+           f"'shard_map', not {config.parallel!r}.")
+  _require(mix.granularity != "device" or config.parallel != "jit", "mixup.granularity",
+           "'device' needs several devices: set config.parallel to 'pmap', 'sharded' or "
+           "'shard_map'.")
+  _require(all(_is_int(k) and k in models_lib.MIX_STAGES[1:] for k in mix.stages), "mixup.stages",
+           f"must be a tuple of model stages in {models_lib.MIX_STAGES[1:]} (() mixes inputs), "
+           f"got {mix.stages!r}.")
+  _require(_is_int(mix.start_epoch) and mix.start_epoch >= 0, "mixup.start_epoch",
+           f"must be an int >= 0, got {mix.start_epoch!r}.")
+  _require(_is_number(config.label_smoothing) and 0 <= config.label_smoothing < 1,
+           "label_smoothing", f"must be in [0, 1), got {config.label_smoothing!r}.")
+  _require(_is_number(config.input_noise_sigma) and config.input_noise_sigma >= 0,
+           "input_noise_sigma", f"must be >= 0, got {config.input_noise_sigma!r}.")
+
+  _require(_is_int(config.seed) and config.seed >= 0, "seed",
+           f"must be an int >= 0, got {config.seed!r}.")
+  _require(_is_int(config.log_every_steps) and config.log_every_steps >= 1, "log_every_steps",
+           f"must be an int >= 1, got {config.log_every_steps!r}.")
+  for field in ("eval_every_steps", "checkpoint_every_steps"):
+    _require(_is_int(config[field]) and config[field] >= 0, field,
+             f"must be an int >= 0 (0: every epoch), got {config[field]!r}.")
+  _require(_is_int(config.max_checkpoints_to_keep) and config.max_checkpoints_to_keep >= 1,
+           "max_checkpoints_to_keep",
+           f"must be an int >= 1, got {config.max_checkpoints_to_keep!r}.")
