@@ -11,6 +11,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def softmax_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -27,14 +28,14 @@ def softmax_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
         f"logits {logits.shape} and targets {targets.shape} must have the same shape; "
         "turn class ids into rows with mixup_jax.as_target_rows(y, num_classes)."
     )
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  return -jnp.sum(targets.astype(jnp.float32) * log_probs, axis=-1)
+  # optax's loss, on float32: bf16 logits would lose the log-sum-exp's precision.
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets.astype(jnp.float32))
 
 
 def cross_entropy_with_ids(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """[B] float32 cross-entropy against [B] integer class ids."""
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  return -jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+  """[B] float32 cross-entropy against [B] integer class ids (optax's, on float32)."""
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), labels.astype(jnp.int32))
 
 
 def mixed_cross_entropy(

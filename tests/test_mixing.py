@@ -361,6 +361,22 @@ def test_mixed_target_loss_equals_the_authors_two_term_form():
   np.testing.assert_allclose(ce_bf16, mj.softmax_cross_entropy(logits, target), rtol=2e-2)
 
 
+def test_cross_entropies_are_float32_log_softmax_of_the_upcast_logits():
+  """The optax losses underneath, pinned to the formula in float64 NumPy."""
+  logits = (jax.random.normal(KEY, (8, 10)) * 20).astype(jnp.bfloat16)  # large: lse matters
+  targets = jax.nn.softmax(jax.random.normal(jax.random.key(5), (8, 10)))
+  labels = jnp.arange(8) % 10
+  upcast = np.asarray(logits.astype(jnp.float32), np.float64)
+  log_probs = upcast - np.log(np.exp(upcast - upcast.max(-1, keepdims=True)).sum(-1,
+                                                                                  keepdims=True))
+  log_probs -= upcast.max(-1, keepdims=True)
+  soft, hard = mj.softmax_cross_entropy(logits, targets), mj.cross_entropy_with_ids(logits, labels)
+  assert soft.dtype == hard.dtype == jnp.float32
+  np.testing.assert_allclose(soft, -(np.asarray(targets, np.float64) * log_probs).sum(-1),
+                             rtol=1e-5)
+  np.testing.assert_allclose(hard, -log_probs[np.arange(8), np.asarray(labels)], rtol=1e-5)
+
+
 def test_binary_cross_entropy_with_soft_targets():
   z = jnp.array([-30.0, -1.0, 0.0, 2.0, 40.0])
   t = jnp.array([0.0, 0.2, 0.5, 0.9, 1.0])
