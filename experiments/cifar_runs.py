@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from mixup_jax import data as data_lib
 from mixup_jax import models as models_lib
@@ -51,7 +52,7 @@ from mixup_jax.data import corruption
 
 RESULTS_ROOT = pathlib.Path(__file__).parent / "results"
 DEFAULT_RUNS_DIR = pathlib.Path(os.environ.get("MIXUP_JAX_RUNS_DIR", "/tmp/mixup_jax_runs"))
-_FINAL_VARIABLES = "final_variables.msgpack"
+_FINAL_VARIABLES = "final_variables"  # an Orbax checkpoint, the loop's format
 
 
 def enable_compilation_cache(runs_dir: pathlib.Path) -> None:
@@ -229,7 +230,8 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path, dataset: dat
   if results_path.exists() and variables_path.exists():
     template = jax.eval_shape(lambda: model.init(
         jax.random.PRNGKey(0), jnp.zeros((1, *dataset.input_shape)), train=False))
-    variables = flax.serialization.from_bytes(template, variables_path.read_bytes())
+    with ocp.StandardCheckpointer() as checkpointer:
+      variables = checkpointer.restore(variables_path.absolute(), template)
     return Run(json.loads(results_path.read_text()), read_history(workdir), variables, workdir)
 
   results = trainer.run_training(config, workdir if checkpoints else None, dataset=dataset,
@@ -242,7 +244,8 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path, dataset: dat
   workdir.mkdir(parents=True, exist_ok=True)
   if not checkpoints:
     (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-  variables_path.write_bytes(flax.serialization.to_bytes(variables))
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(variables_path.absolute(), variables)
   if not checkpoints:  # written last: its presence marks a finished run
     results_path.write_text(json.dumps(results, indent=2) + "\n")
   return Run(results, history, variables, workdir)
