@@ -9,7 +9,6 @@ import pytest
 
 from experiments import cifar_runs
 from experiments import figure2_between
-from experiments import table2_corrupted
 from experiments import table3_adversarial
 from experiments import table5_ablation
 from experiments.configs import cifar
@@ -124,19 +123,6 @@ def test_figure2_smallest_reuses_table3_models(runs_dir, tmp_path, data_dir):
   # The models came from Table 3's finished runs, untouched: nothing was trained again.
   assert {p: p.stat().st_mtime_ns for p in runs_dir.glob("cifar10_*/results.json")} == finished
   assert "mixup miss %" in table
-
-
-def test_table2_smallest_reports_train_error_against_both_label_sets(runs_dir, tmp_path, data_dir):
-  table2_corrupted.run("smallest", runs_dir=runs_dir, out_dir=tmp_path, data_dir=str(data_dir))
-  results, table = _outputs(tmp_path, "curves.png")
-  assert [(r["corruption"], r["method"]) for r in results["rows"]] == [(50, "mixup_dropout")]
-  for row in results["rows"]:
-    for key in ("best_test_error", "last_test_error", "train_error_true", "train_error_corrupted",
-                "running_train_error_true", "running_train_error_corrupted"):
-      assert 0.0 <= row[key] <= 100.0, key
-    assert row["best_test_error"] <= row["last_test_error"]
-  assert (results["rows"][0]["alpha"], results["rows"][0]["dropout_rate"]) == (8.0, 0.3)
-  assert "50 %" in table and "(-)" in table  # the paper has no 50 % mixup + dropout row
 
 
 def test_table5_smallest_reports_the_median_of_the_last_evaluations(runs_dir, tmp_path, data_dir):

@@ -13,13 +13,13 @@ after the ReLU between its two convolutions.
 
 The CIFAR recipe of experiments/configs/default.py otherwise (200 epochs, batch 128,
 lr 0.1 / 10 at epochs 100 and 150, weight decay 1e-4, crop + flip). The corrupted
-labels are drawn once from `config.seed` (`mixup_jax.data.corruption`). The loop logs
+labels are drawn once from `config.label_corruption_seed` (`mixup_jax.data.corruption`). The loop logs
 the running training accuracy against the corrupted labels (`train/accuracy`) and
 the true ones (`train/true_label_accuracy`) on the augmented, mixed inputs; the
 paper's last two columns, the final model's error on the clean training set against
 each label set, come from the entry that runs the whole table:
 
-  python -m experiments.table2_corrupted --size=full --data_dir=DIR
+  python -m experiments.table2_cpu --size=full --data_dir=DIR
 
 What to expect (paper Table 2, %; one A100 / H100-class GPU: ~1 h per run, an
 estimate as for experiments/configs/cifar.py):

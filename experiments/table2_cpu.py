@@ -1,0 +1,333 @@
+r"""Table 2 at CPU scale: memorisation of corrupted labels, ERM / dropout / mixup, 3 seeds.
+
+  python -m experiments.table2_cpu [--corruptions=20,50,80] [--methods=erm,mixup,dropout] \
+      [--seeds=0,1,2] [--runs_dir=DIR] [--data_dir=DIR] [--aggregate_only] [--size=cpu]
+
+trains every run of experiments/configs/table2_cpu.py that has no kept results yet
+(resumable, see experiments/sweep.py), then writes
+experiments/results/table2_cpu/{results.json, table.md, curves.png}.
+
+Per (corruption, method), over seeds (mean +- standard error):
+
+  best / last test   the lowest test error of the evaluations and the final one;
+  train err          the final model on the clean, un-augmented training subset,
+                     against the true and against the corrupted labels (the
+                     paper's last two columns);
+
+and per method the paired difference to ERM on the same seeds with the verdict of
+`experiments.summary.verdict`. The regime check comes first: the comparison means
+something only where ERM memorised the corrupted labels (training error against
+them below 5 %). `--size=full` runs the paper's recipe (configs/table2.py) through the
+same sweep, into experiments/results/table2_full/; `--size=smallest` (the test) trains a
+width-4 network a few steps.
+"""
+
+from __future__ import annotations
+
+from experiments import cpu_flags
+
+cpu_flags.use_xnnpack()  # before JAX is imported
+
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+import os
+import pathlib
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import ml_collections
+
+from experiments import cifar_runs
+from experiments import summary
+from experiments import sweep
+from experiments.configs import table2
+from experiments.configs import table2_cpu
+from mixup_jax import trainer
+
+RESULTS_DIR = pathlib.Path(__file__).parent / "results" / "table2_cpu"
+DEFAULT_RUNS_DIR = pathlib.Path(os.environ.get("MIXUP_JAX_RUNS_DIR", "/tmp/mixup_jax_runs"))
+MEMORISED = 5.0  # % training error against the corrupted labels: the regime's threshold
+METRICS = ("best_test_error", "final_test_error", "train_error_true", "train_error_corrupted")
+# Overrides of each size: 'cpu' is configs/table2_cpu.py as it is; 'full' is the paper's
+# recipe (configs/table2.py: all 50,000 images with crop + flip, PreAct ResNet-18,
+# 200 epochs; ~1 h per run on one GPU); 'smallest' is the test.
+SIZES = {
+    "cpu": {},
+    "full": None,
+    "smallest": {"train_size": 200, "test_size": 100, "num_epochs": 2, "batch_size": 50,
+                 "eval_batch_size": 100, "log_every_steps": 2, "eval_every_steps": 2,
+                 "checkpoint_every_steps": 2, "schedule_boundaries": (1,)},
+}
+_LABELS = {"erm": "ERM", "dropout": "ERM + dropout", "mixup": "mixup",
+           "mixup_dropout": "mixup + dropout"}
+
+
+def run_name(corruption: int, method: str, seed: int) -> str:
+  return f"c{corruption}_{method}_seed{seed}"
+
+
+def run_order(corruptions: Sequence[int], methods: Sequence[str],
+              seeds: Sequence[int]) -> list[tuple[int, str, int]]:
+  """ERM and mixup at every corruption, seed by seed, first; the other methods after."""
+  first = [m for m in ("erm", "mixup") if m in methods]
+  rest = [m for m in methods if m not in first]
+  return [(c, m, s) for group in (first, rest) for s in seeds for c in corruptions
+          for m in group]
+
+
+def make_config(corruption: int, method: str, seed: int, size: str,
+                data_dir: str | None) -> ml_collections.ConfigDict:
+  """table2_cpu.py:CORRUPTION,METHOD at `seed` with the size's overrides (full: table2.py)."""
+  spec = f"{corruption},{method}"
+  config = table2.get_config(spec) if SIZES[size] is None else table2_cpu.get_config(spec)
+  config.seed = seed
+  if data_dir:
+    config.data_dir = data_dir
+  for field, value in (SIZES[size] or {}).items():
+    config[field] = value
+  if size == "smallest":
+    config.model_options.width = 4
+  return config
+
+
+def train_split_errors(config: ml_collections.ConfigDict, results: dict[str, Any]) -> dict:
+  """The final model's error (%) on the clean training subset, true and corrupted labels."""
+  dataset = trainer.build_dataset(config)
+  model = trainer.build_model(config, dataset.num_classes)
+  errors = cifar_runs.train_split_errors(model, results["state"].variables, dataset)
+  return {"train_error_true": errors["true_label"],
+          "train_error_corrupted": errors["train_label"]}
+
+
+def train_missing(corruptions, methods, seeds, *, runs_dir: pathlib.Path,
+                  out_dir: pathlib.Path, size: str, data_dir: str | None) -> bool:
+  """Trains each run without kept results; False if one was preempted."""
+  return sweep.train_missing(
+      ((run_name(c, m, s), make_config(c, m, s, size, data_dir))
+       for c, m, s in run_order(corruptions, methods, seeds)),
+      runs_dir=runs_dir, kept_dir=out_dir / "runs", after=train_split_errors)
+
+
+def load_runs(out_dir: pathlib.Path) -> dict[tuple[int, str], dict[int, dict[str, Any]]]:
+  """{(corruption, method): {seed: kept results + 'curve'}} of the finished runs."""
+  runs: dict[tuple[int, str], dict[int, dict[str, Any]]] = {}
+  for name, results in sweep.load_kept(out_dir / "runs").items():
+    corruption = round(100 * results["config"]["label_corruption"])
+    method = name.split("_", 1)[1].rsplit("_seed", 1)[0]
+    records = results.pop("records")
+    results["curve"] = [(r["epoch"], r["test/error"]) for r in records if "test/error" in r]
+    runs.setdefault((corruption, method), {})[results["config"]["seed"]] = results
+  return runs
+
+
+def aggregate(runs) -> dict[str, Any]:
+  """Per row mean +- SE of METRICS; per method the paired difference to ERM."""
+  rows = []
+  order = lambda key: (key[0], table2.METHODS.index(key[1]))
+  for (corruption, method), by_seed in sorted(runs.items(), key=lambda item: order(item[0])):
+    seeds = sorted(by_seed)
+    row = {"corruption": corruption, "method": method, "seeds": seeds,
+           "alpha": by_seed[seeds[0]]["config"]["mixup"]["alpha"],
+           "dropout_rate": by_seed[seeds[0]]["config"]["model_options"].get("dropout_rate", 0.0),
+           "paper": dict(zip(("best", "last", "train_error_true", "train_error_corrupted"),
+                             table2.PAPER.get((corruption, method), ())))}
+    for metric in METRICS:
+      values = [by_seed[s][metric] for s in seeds]
+      row[metric] = {"per_seed": values,
+                     **(summary.mean_se(values).to_json() if len(values) > 1 else {})}
+    erm = runs.get((corruption, "erm"), {})
+    common = sorted(set(by_seed) & set(erm))
+    if method != "erm" and len(common) > 1:
+      row["minus_erm"] = {}
+      for metric in ("best_test_error", "final_test_error"):
+        d = summary.paired_difference([by_seed[s][metric] for s in common],
+                                      [erm[s][metric] for s in common])
+        row["minus_erm"][metric] = {**d.to_json(), "verdict": summary.verdict(d), "seeds": common}
+    rows.append(row)
+  return {"rows": rows}
+
+
+def _fmt(entry: dict[str, Any]) -> str:
+  if "mean" in entry:
+    return f"{entry['mean']:.1f} +- {entry['se']:.1f}"
+  return ", ".join(f"{v:.1f}" for v in entry["per_seed"])
+
+
+def _setting(row: dict[str, Any]) -> str:
+  parts = ([f"alpha {row['alpha']:g}"] if row["alpha"] else []) + (
+      [f"p {row['dropout_rate']:g}"] if row["dropout_rate"] else [])
+  return ", ".join(parts) or "-"
+
+
+def verdict_lines(stats: dict[str, Any]) -> list[str]:
+  """The regime check and the paper's claims, each a sentence that follows from the numbers."""
+  lines = []
+  by_key = {(r["corruption"], r["method"]): r for r in stats["rows"]}
+  for corruption in sorted({r["corruption"] for r in stats["rows"]}):
+    erm = by_key.get((corruption, "erm"))
+    if erm is None:
+      continue
+    memorised = max(erm["train_error_corrupted"]["per_seed"])
+    reached = memorised < MEMORISED
+    lines.append(
+        f"- {corruption} %: ERM's training error against the corrupted labels is at most "
+        f"{memorised:.1f} % over its seeds: "
+        + ("it memorised them, the regime of the table." if reached else
+           f"it did NOT memorise them (threshold {MEMORISED:g} %): the rows below are outside "
+           "the table's regime."))
+    gap = [l - b for l, b in zip(erm["final_test_error"]["per_seed"],
+                                 erm["best_test_error"]["per_seed"])]
+    rise, paper_rise = sum(gap) / len(gap), erm["paper"]["last"] - erm["paper"]["best"]
+    lines.append(f"  - ERM's last minus best test error: {rise:+.1f} points (paper: "
+                 f"{paper_rise:+.1f}): "
+                 + ("memorising cost it accuracy late in training, as in the paper."
+                    if rise > max(2.0, paper_rise / 3) else
+                    "a far smaller late rise than the paper's."))
+    for method in ("mixup", "dropout", "mixup_dropout"):
+      row = by_key.get((corruption, method))
+      if row is None or "minus_erm" not in row:
+        continue
+      fitted = row["train_error_corrupted"]["per_seed"]
+      fitted_mean = sum(fitted) / len(fitted)
+      paper = row["paper"].get("train_error_corrupted")
+      lines.append(
+          f"  - {_LABELS[method]}: training error against the corrupted labels "
+          f"{fitted_mean:.1f} % (ERM at most {memorised:.1f}, paper "
+          + (f"{paper:g}" if paper is not None else "-") + "): "
+          + ("it did not fit the random labels, as in the paper." if fitted_mean > 50 else
+             "it still fitted most of the random labels, unlike the paper's."))
+      for metric, word in (("final_test_error", "last"), ("best_test_error", "best")):
+        d = row["minus_erm"][metric]
+        verdict = d["verdict"] if reached else "inconclusive (regime not reached)"
+        lines.append(
+            f"  - {_LABELS[method]} - ERM, {word} test error: {d['mean']:+.1f} +- {d['se']:.1f} "
+            f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] over {len(d['seeds'])} seeds: "
+            f"**{verdict}** (paper: lower than ERM).")
+  return lines
+
+
+def table(stats: dict[str, Any], size: str) -> str:
+  """The markdown table with the paper's numbers in brackets, then the verdicts."""
+  lines = [
+      "# Table 2" + ("" if size == "full" else " at CPU scale")
+      + ": CIFAR-10 with corrupted labels, error (%)",
+      "",
+      describe(make_config(80, "erm", 0, size, None)),
+      "",
+      "Mean +- standard error over seeds; the paper's number in brackets. Train err: the "
+      "final model on the clean training subset against the true / the corrupted labels.",
+      "",
+      "| corruption | method | setting | seeds | best test | last test | train err (true) "
+      "| train err (corrupted) |",
+      "|---|---|---|---|---|---|---|---|",
+  ]
+  for row in stats["rows"]:
+    paper = row["paper"]
+    cell = lambda metric, key: _fmt(row[metric]) + (f" ({paper[key]:g})" if paper else " (-)")
+    lines.append(
+        f"| {row['corruption']} % | {_LABELS[row['method']]} | {_setting(row)} | "
+        f"{len(row['seeds'])} | {cell('best_test_error', 'best')} | "
+        f"{cell('final_test_error', 'last')} | {cell('train_error_true', 'train_error_true')} | "
+        f"{cell('train_error_corrupted', 'train_error_corrupted')} |")
+  lines += ["", "Regime and verdicts (95 % t-interval of the paired difference to ERM):", ""]
+  lines += verdict_lines(stats)
+  return "\n".join(lines) + "\n"
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  """The run's scale in one paragraph, against the paper's."""
+  if not config.train_size:
+    return ("The paper's recipe: all 50,000 training images (labels corrupted once, seed 0) "
+            "with crop + flip, PreAct ResNet-18, 200 epochs. `python -m "
+            "experiments.table2_cpu --size=full`.")
+  return (f"The first {config.train_size:,} training images (labels corrupted once, seed 0) "
+          f"and the first {config.test_size:,} test images; "
+          + ("no crop or flip" if not config.dataset_options.get("augment", True)
+             else "crop + flip") +
+          f"; PreAct ResNet width {config.model_options.width}, {config.model_options.blocks} "
+          f"block per stage; {config.num_epochs} epochs of batch {config.batch_size}, lr "
+          f"{config.learning_rate} / 10 at epochs "
+          f"{', '.join(str(b) for b in config.schedule_boundaries)}; test error every "
+          f"{config.eval_every_steps // (config.train_size // config.batch_size)} epochs. "
+          "Paper: all 50,000 images with crop + flip, PreAct ResNet-18, 200 epochs. "
+          "`python -m experiments.table2_cpu`.")
+
+
+def plot(runs, path: pathlib.Path) -> None:
+  """Test error against epoch per corruption level, every seed of every method."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  corruptions = sorted({c for c, _ in runs})
+  fig, axes = plt.subplots(1, len(corruptions), figsize=(4.5 * len(corruptions), 3.6),
+                           squeeze=False)
+  for ax, corruption in zip(axes[0], corruptions):
+    for i, method in enumerate(table2.METHODS):
+      for j, seed in enumerate(sorted(runs.get((corruption, method), {}))):
+        epochs, errors = zip(*runs[(corruption, method)][seed]["curve"])
+        ax.plot(epochs, errors, color=f"C{i}", alpha=0.8,
+                label=_LABELS[method] if j == 0 else None)
+    ax.set_title(f"{corruption} % corrupted labels")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error (%)")
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_outputs(out_dir: pathlib.Path, size: str) -> dict[str, Any] | None:
+  """results.json, table.md and curves.png from the runs kept in out_dir/runs."""
+  runs = load_runs(out_dir)
+  if not runs:
+    logging.warning("No finished runs under %s.", out_dir / "runs")
+    return None
+  stats = aggregate(runs)
+  (out_dir / "results.json").write_text(json.dumps(stats, indent=2) + "\n")
+  (out_dir / "table.md").write_text(table(stats, size))
+  plot(runs, out_dir / "curves.png")
+  return stats
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  args = flags.FLAGS
+  corruptions = [int(c) for c in args.corruptions]
+  for corruption in corruptions:
+    if corruption not in table2.CORRUPTIONS:
+      raise app.UsageError(f"--corruptions: {corruption} is not one of {table2.CORRUPTIONS}.")
+  for method in args.methods:
+    if method not in table2.METHODS:
+      raise app.UsageError(f"--methods: {method!r} is not one of {table2.METHODS}.")
+  name = "table2_full" if args.size == "full" else "table2_cpu"
+  out_dir = pathlib.Path(args.out_dir or RESULTS_DIR.parent / name)
+  if not args.aggregate_only:
+    runs_dir = pathlib.Path(args.runs_dir or DEFAULT_RUNS_DIR / name)
+    if not train_missing(corruptions, args.methods, [int(s) for s in args.seeds],
+                         runs_dir=runs_dir, out_dir=out_dir, size=args.size,
+                         data_dir=args.data_dir):
+      logging.warning("Preempted: rerun the same command to resume.")
+  write_outputs(out_dir, args.size)
+  print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "")
+
+
+def _define_flags() -> None:
+  """The command line (defined here, not at import, so tests can import the module)."""
+  flags.DEFINE_list("corruptions", [str(c) for c in table2.CORRUPTIONS], "Corruption levels (%).")
+  flags.DEFINE_list("methods", list(table2.METHODS), "Methods to train.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
+  flags.DEFINE_string("runs_dir", None, "Workdirs of the runs (default "
+                      "$MIXUP_JAX_RUNS_DIR/table2_cpu).")
+  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
+  flags.DEFINE_string("out_dir", None, "Where results go (default experiments/results/"
+                      "table2_cpu, or table2_full for --size=full).")
+  flags.DEFINE_enum("size", "cpu", list(SIZES), "cpu: the committed runs; full: the "
+                    "paper's recipe (GPU scale); smallest: a few steps (the test).")
+  flags.DEFINE_bool("aggregate_only", False, "Only rebuild the table from the kept runs.")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
