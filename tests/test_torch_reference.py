@@ -3,7 +3,7 @@
 The reference networks live in tools/torch_reference.py (the authors' topologies
 rebuilt in PyTorch); the weights of our Flax models are copied into them and both
 run on real CIFAR-10 test images. Skipped only when PyTorch is not installed
-(README: Test installs it).
+(the README's install commands install it).
 """
 
 import pathlib
