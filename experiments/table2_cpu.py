@@ -77,10 +77,11 @@ def run_order(corruptions: Sequence[int], methods: Sequence[str],
 
 
 def make_config(corruption: int, method: str, seed: int, size: str,
-                data_dir: str | None) -> ml_collections.ConfigDict:
+                data_dir: str | None, augment: bool = False) -> ml_collections.ConfigDict:
   """table2_cpu.py:CORRUPTION,METHOD at `seed` with the size's overrides (full: table2.py)."""
   spec = f"{corruption},{method}"
-  config = table2.get_config(spec) if SIZES[size] is None else table2_cpu.get_config(spec)
+  config = (table2.get_config(spec) if SIZES[size] is None
+            else table2_cpu.get_config(spec, augment=augment))
   config.seed = seed
   if data_dir:
     config.data_dir = data_dir
@@ -101,10 +102,11 @@ def train_split_errors(config: ml_collections.ConfigDict, results: dict[str, Any
 
 
 def train_missing(corruptions, methods, seeds, *, runs_dir: pathlib.Path,
-                  out_dir: pathlib.Path, size: str, data_dir: str | None) -> bool:
+                  out_dir: pathlib.Path, size: str, data_dir: str | None,
+                  augment: bool = False) -> bool:
   """Trains each run without kept results; False if one was preempted."""
   return sweep.train_missing(
-      ((run_name(c, m, s), make_config(c, m, s, size, data_dir))
+      ((run_name(c, m, s), make_config(c, m, s, size, data_dir, augment))
        for c, m, s in run_order(corruptions, methods, seeds)),
       runs_dir=runs_dir, kept_dir=out_dir / "runs", after=train_split_errors)
 
@@ -207,13 +209,14 @@ def verdict_lines(stats: dict[str, Any]) -> list[str]:
   return lines
 
 
-def table(stats: dict[str, Any], size: str) -> str:
+def table(stats: dict[str, Any], size: str, augment: bool = False) -> str:
   """The markdown table with the paper's numbers in brackets, then the verdicts."""
   lines = [
       "# Table 2" + ("" if size == "full" else " at CPU scale")
+      + (" with crop + flip (diagnostic arm)" if augment else "")
       + ": CIFAR-10 with corrupted labels, error (%)",
       "",
-      describe(make_config(80, "erm", 0, size, None)),
+      describe(make_config(80, "erm", 0, size, None, augment)),
       "",
       "Mean +- standard error over seeds; the paper's number in brackets. Train err: the "
       "final model on the clean training subset against the true / the corrupted labels.",
@@ -251,7 +254,9 @@ def describe(config: ml_collections.ConfigDict) -> str:
           f"{', '.join(str(b) for b in config.schedule_boundaries)}; test error every "
           f"{config.eval_every_steps // (config.train_size // config.batch_size)} epochs. "
           "Paper: all 50,000 images with crop + flip, PreAct ResNet-18, 200 epochs. "
-          "`python -m experiments.table2_cpu`.")
+          "`python -m experiments.table2_cpu"
+          + (" --augment --corruptions=50 --methods=erm,mixup`."
+             if config.dataset_options.get("augment", True) else "`."))
 
 
 def plot(runs, path: pathlib.Path) -> None:
@@ -277,7 +282,8 @@ def plot(runs, path: pathlib.Path) -> None:
   plt.close(fig)
 
 
-def write_outputs(out_dir: pathlib.Path, size: str) -> dict[str, Any] | None:
+def write_outputs(out_dir: pathlib.Path, size: str,
+                  augment: bool = False) -> dict[str, Any] | None:
   """results.json, table.md and curves.png from the runs kept in out_dir/runs."""
   runs = load_runs(out_dir)
   if not runs:
@@ -285,7 +291,7 @@ def write_outputs(out_dir: pathlib.Path, size: str) -> dict[str, Any] | None:
     return None
   stats = aggregate(runs)
   (out_dir / "results.json").write_text(json.dumps(stats, indent=2) + "\n")
-  (out_dir / "table.md").write_text(table(stats, size))
+  (out_dir / "table.md").write_text(table(stats, size, augment))
   plot(runs, out_dir / "curves.png")
   return stats
 
@@ -301,15 +307,19 @@ def main(argv: list[str]) -> None:
   for method in args.methods:
     if method not in table2.METHODS:
       raise app.UsageError(f"--methods: {method!r} is not one of {table2.METHODS}.")
-  name = "table2_full" if args.size == "full" else "table2_cpu"
+  if args.augment and args.size == "full":
+    raise app.UsageError("--augment is the CPU-scale diagnostic arm; the full recipe "
+                         "already augments.")
+  name = ("table2_full" if args.size == "full" else
+          "table2_cpu_augment" if args.augment else "table2_cpu")
   out_dir = pathlib.Path(args.out_dir or RESULTS_DIR.parent / name)
   if not args.aggregate_only:
     runs_dir = pathlib.Path(args.runs_dir or DEFAULT_RUNS_DIR / name)
     if not train_missing(corruptions, args.methods, [int(s) for s in args.seeds],
                          runs_dir=runs_dir, out_dir=out_dir, size=args.size,
-                         data_dir=args.data_dir):
+                         data_dir=args.data_dir, augment=args.augment):
       logging.warning("Preempted: rerun the same command to resume.")
-  write_outputs(out_dir, args.size)
+  write_outputs(out_dir, args.size, args.augment)
   print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "")
 
 
@@ -326,6 +336,8 @@ def _define_flags() -> None:
   flags.DEFINE_enum("size", "cpu", list(SIZES), "cpu: the committed runs; full: the "
                     "paper's recipe (GPU scale); smallest: a few steps (the test).")
   flags.DEFINE_bool("aggregate_only", False, "Only rebuild the table from the kept runs.")
+  flags.DEFINE_bool("augment", False, "The diagnostic arm: crop + flip and 80 epochs "
+                    "(results in experiments/results/table2_cpu_augment).")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,10 @@ def test_table2_cpu_configs_are_the_papers_rows_at_a_memorisable_scale():
     assert (config.mixup.alpha, config.model_options.dropout_rate) == (alpha, dropout)
     assert (config.train_size, config.test_size) == (1000, 2000)
     assert not config.dataset_options.augment and config.schedule_boundaries == (20, 30)
+  augmented = table2_cpu_config.get_config("50,erm", augment=True)
+  trainer.validate_config(augmented)
+  assert augmented.dataset_options.augment and augmented.num_epochs == 80
+  assert augmented.schedule_boundaries == (40, 60)
   bad = table2_cpu_config.get_config("20,erm")
   bad.train_size = -1
   with pytest.raises(trainer.ConfigError, match="train_size"):
