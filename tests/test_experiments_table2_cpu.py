@@ -94,3 +94,29 @@ def test_table2_cpu_smallest_trains_keeps_and_judges_real_runs(tmp_path, data_di
   assert "it did NOT memorise them" in table and "regime not reached" in table
   assert "| 50 % | mixup | alpha 32 | 2 |" in table
   assert (out_dir / "curves.png").stat().st_size > 0
+
+
+def test_train_split_errors_are_the_papers_subset_errors():
+  """A model that predicts the true class: 0 % on intact labels, 100 % on changed ones.
+
+  Errors over the whole split (the earlier definition) would give ~0.5 x 0.9 = 45 % and
+  ~45 % here, nothing like the paper's columns.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from experiments import cifar_runs  # pylint: disable=g-import-not-at-top
+
+  classes = np.arange(400, dtype=np.int32) % 10
+  images = np.broadcast_to(classes[:, None, None, None], (400, 32, 32, 3)).astype(np.uint8)
+  clean = data_lib.registry.Dataset(
+      name="fake", train=data_lib.ArraySource({"image": images, "label": classes}),
+      test=data_lib.ArraySource({"image": images, "label": classes}), num_classes=10,
+      input_shape=(32, 32, 3))
+  dataset = data_lib.corruption.with_corrupted_labels(clean, fraction=0.5, seed=0)
+
+  class PredictsTheTrueClass:  # the pixel value is the true class
+    def apply(self, variables, x, train):
+      del variables, train
+      return jax.nn.one_hot(x[:, 0, 0, 0].astype(np.int32), 10)
+
+  errors = cifar_runs.train_split_errors(PredictsTheTrueClass(), {}, dataset)
+  assert errors == {"intact": 0.0, "corrupted": 100.0}
