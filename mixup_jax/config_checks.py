@@ -170,6 +170,12 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   for field in ("eval_every_steps", "checkpoint_every_steps"):
     _require(_is_int(config[field]) and config[field] >= 0, field,
              f"must be an int >= 0 (0: every epoch), got {config[field]!r}.")
+  eval_from = config.get("eval_from_epoch", 0)
+  _require(_is_int(eval_from) and eval_from >= 0, "eval_from_epoch",
+           f"must be an int >= 0 (epochs), got {eval_from!r}.")
+  _require(config.num_train_steps or eval_from < config.num_epochs, "eval_from_epoch",
+           f"{eval_from} leaves no periodic evaluation in a {config.num_epochs}-epoch run; "
+           "lower it (0 evaluates from the start).")
   _require(_is_int(config.max_checkpoints_to_keep) and config.max_checkpoints_to_keep >= 1,
            "max_checkpoints_to_keep",
            f"must be an int >= 1, got {config.max_checkpoints_to_keep!r}.")

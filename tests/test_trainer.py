@@ -171,6 +171,9 @@ def test_nonfinite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path, ir
         ({"mixup.stages": (7,)}, "config.mixup.stages"),
         ({"learning_rate": 0.0}, "config.learning_rate: must be a number > 0"),
         ({"eval_every_steps": -1}, "config.eval_every_steps"),
+        ({"eval_from_epoch": -1}, "config.eval_from_epoch: must be an int >= 0"),
+        ({"num_train_steps": 0, "num_epochs": 3, "eval_from_epoch": 3},
+         "config.eval_from_epoch: 3 leaves no periodic evaluation"),
         ({"mixup.global_pairing": True}, "config.mixup.global_pairing: needs a per-device step"),
     ],
 )
@@ -185,6 +188,12 @@ def test_bad_config_fails_before_training_naming_the_field(overrides, field):
       node[name] = value
   with pytest.raises(trainer.ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")):
     trainer.validate_config(config)
+
+
+def test_evaluations_start_at_eval_from_epoch(iris):
+  # 15 steps per epoch: from epoch 1 on, every 5 steps, and the last step.
+  results = _run(_config(num_train_steps=40, eval_every_steps=5, eval_from_epoch=1), None, iris)
+  assert [r["step"] for r in results["history"] if "test/error" in r] == [15, 20, 25, 30, 35, 40]
 
 
 def test_batch_larger_than_the_training_set_names_the_field(tmp_path, iris):

@@ -105,6 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.parallel = "jit"
   config.log_every_steps = 100
   config.eval_every_steps = 0  # 0: after every epoch (and always at the end)
+  config.eval_from_epoch = 0  # periodic evaluations start here (the last step always evaluates)
   config.checkpoint_every_steps = 0  # 0: after every epoch (and at the end)
   config.max_checkpoints_to_keep = 2  # plus the one with the best test error
   return config
