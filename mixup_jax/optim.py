@@ -165,13 +165,11 @@ def step_decay_schedule(
     raise ValueError(f"shift_epochs must be an int >= 0, got {shift_epochs!r}.")
   if not 0.0 < factor:
     raise ValueError(f"factor must be positive, got {factor!r}.")
-  boundaries = jnp.asarray([(e + shift_epochs) * steps_per_epoch for e in epochs], jnp.int32)
-
-  def schedule(count):
-    reached = jnp.sum(jnp.asarray(count) >= boundaries) if epochs else 0
-    return jnp.asarray(base_lr, jnp.float32) * jnp.asarray(factor, jnp.float32) ** reached
-
-  return schedule
+  # optax's piecewise schedule scales the rate from update count `boundary` on, PyTorch
+  # MultiStepLR's convention (tests/test_optim.py checks both drop at the same counts).
+  piecewise = optax.piecewise_constant_schedule(
+      base_lr, {(e + shift_epochs) * steps_per_epoch: factor for e in epochs})
+  return lambda count: jnp.asarray(piecewise(count), jnp.float32)
 
 
 def warmup_step_decay_schedule(
@@ -198,13 +196,15 @@ def warmup_step_decay_schedule(
         "warm-up; move the boundaries after it."
     )
 
+  if warmup_steps == 0:
+    return decay
+  ramp = optax.linear_schedule(warmup_start_lr, base_lr, warmup_steps)
+
+  # Not optax.join_schedules: it restarts the count at the join, and the decay's
+  # boundaries are epochs of the whole run.
   def schedule(count):
-    count = jnp.asarray(count)
-    if warmup_steps == 0:
-      return decay(count)
-    fraction = jnp.asarray(count, jnp.float32) / warmup_steps
-    ramp = warmup_start_lr + (base_lr - warmup_start_lr) * fraction
-    return jnp.where(count < warmup_steps, ramp.astype(jnp.float32), decay(count))
+    return jnp.where(jnp.asarray(count) < warmup_steps,
+                     jnp.asarray(ramp(count), jnp.float32), decay(count))
 
   return schedule
 

@@ -129,6 +129,24 @@ def test_cifar_schedule_divides_by_ten_at_epochs_100_and_150():
   np.testing.assert_allclose(_rates(shifted, counts), [0.1, 0.01, 0.01, 0.001], rtol=1e-6)
 
 
+def test_step_schedule_drops_where_pytorch_multisteplr_drops():
+  torch = pytest.importorskip("torch")
+  parameter = torch.nn.Parameter(torch.zeros(1))
+  sgd = torch.optim.SGD([parameter], lr=0.1)
+  multistep = torch.optim.lr_scheduler.MultiStepLR(sgd, milestones=[6, 9, 12], gamma=0.1)
+  expected = []
+  for _ in range(16):  # 3 steps per epoch: epochs 2, 3 and 4 start at counts 6, 9, 12
+    expected.append(sgd.param_groups[0]["lr"])
+    sgd.step()
+    multistep.step()
+  ours = optim.step_decay_schedule(0.1, (2, 3, 4), steps_per_epoch=3)
+  ours = np.asarray([ours(c) for c in range(16)])
+  # The same update counts drop; the rates agree to float32 rounding (PyTorch multiplies
+  # in float64, optax in float32: 1 ulp at most).
+  np.testing.assert_array_equal(np.diff(ours) != 0, np.diff(expected) != 0)
+  np.testing.assert_allclose(ours, expected, rtol=1e-7)
+
+
 def test_schedule_under_jit_matches_eager():
   s = optim.cifar_schedule(10)
   counts = jnp.arange(0, 2000, 7)
