@@ -148,7 +148,7 @@ def part_mix(sizes, deadline: float) -> dict[str, Any]:
 
 def part_recipe(sizes, deadline: float, out: pathlib.Path) -> dict[str, Any]:
   """As many epochs of the paper's CIFAR-10 recipe as time allows, ERM and mixup."""
-  from experiments import cifar_runs
+  import ml_collections  # pylint: disable=g-import-not-at-top
   from experiments.configs import default
   from mixup_jax import trainer
 
@@ -158,12 +158,14 @@ def part_recipe(sizes, deadline: float, out: pathlib.Path) -> dict[str, Any]:
     config = default.get_config()
     config.mixup.alpha = alpha
     config.log_every_steps = 50
-    scale = None
-    if sizes["train_size"] is not None:
-      scale = cifar_runs.Scale(train_size=sizes["train_size"], test_size=sizes["test_size"],
-                               width=sizes["width"], blocks=1, num_epochs=200,
-                               batch_size=sizes["recipe_batch"])
-    config, dataset, model = cifar_runs.prepare(config, scale)
+    if sizes["train_size"] is not None:  # the dry run: a tiny network on a few images
+      config.train_size, config.test_size = sizes["train_size"], sizes["test_size"]
+      config.model_options = ml_collections.ConfigDict({"width": sizes["width"], "blocks": 1})
+      config.batch_size = sizes["recipe_batch"]
+      config.eval_batch_size = sizes["test_size"]
+      config.log_every_steps = 1
+    dataset = trainer.build_dataset(config)
+    model = trainer.build_model(config, dataset.num_classes)
     # The paper's 200-epoch schedule, stopped by the clock below (the dry run ends
     # after its few epochs instead, so that every path, evaluations included, runs).
     config.num_epochs = sizes["recipe_epochs"]

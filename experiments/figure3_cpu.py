@@ -32,7 +32,6 @@ from experiments import cpu_flags
 cpu_flags.use_xnnpack()  # before JAX is imported
 
 import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import os
 import pathlib
 from typing import Any, Sequence
 
@@ -40,12 +39,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cifar_runs
 from experiments import summary
 from experiments import sweep
 from experiments.configs import figure3_cpu
 
-RESULTS_DIR = pathlib.Path(__file__).parent / "results" / "figure3_cpu"
-DEFAULT_RUNS_DIR = pathlib.Path(os.environ.get("MIXUP_JAX_RUNS_DIR", "/tmp/mixup_jax_runs"))
+RESULTS_DIR = cifar_runs.RESULTS_ROOT / "figure3_cpu"
 # Paper Figure 3a, PreAct ResNet-18 on CIFAR-10 after 200 epochs (test error, %).
 PAPER = {"erm": 5.6, "mixup": 4.2}
 # Overrides of each size; 'cpu' is the config as it is.
@@ -223,7 +222,7 @@ def main(argv: list[str]) -> None:
       raise app.UsageError(f"--methods: {method!r} is not one of {figure3_cpu.METHODS}.")
   seeds = [int(s) for s in args.seeds]
   if not args.aggregate_only:
-    runs_dir = pathlib.Path(args.runs_dir or DEFAULT_RUNS_DIR / "figure3_cpu")
+    runs_dir = pathlib.Path(args.runs_dir or cifar_runs.DEFAULT_RUNS_DIR / "figure3_cpu")
     finished = train_missing(args.methods, seeds, runs_dir=runs_dir, out_dir=out_dir,
                              size=args.size, data_dir=args.data_dir)
     if not finished:

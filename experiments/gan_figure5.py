@@ -1,10 +1,10 @@
 r"""Figure 5: the ERM GAN against the mixup GAN (alpha = 0.2) on two 2-D toys.
 
   python -m experiments.gan_figure5                       # scaled down, Adam lr 1e-3
-  python -m experiments.gan_figure5 --scale=cpu_lr1e-4    # scaled down, Adam lr 1e-4
-  python -m experiments.gan_figure5 --scale=full          # the paper's networks and schedule
+  python -m experiments.gan_figure5 --size=cpu_lr1e-4     # scaled down, Adam lr 1e-4
+  python -m experiments.gan_figure5 --size=full           # the paper's networks and schedule
 
-writes experiments/results/gan_figure5/<scale>/{results.json, table.md, ring8.png,
+writes experiments/results/gan_figure5/<size>/{results.json, table.md, ring8.png,
 grid25.png}.
 
 Targets (`mixup_jax.data.toy`): a ring of 8 Gaussians and a 5 x 5 grid of 25, std
@@ -12,7 +12,7 @@ Targets (`mixup_jax.data.toy`): a ring of 8 Gaussians and a 5 x 5 grid of 25, st
 cross-entropy; the mixup GAN's discriminator predicts the share lambda of real data
 in lambda * x + (1 - lambda) * g(z)). Generator input: 2-D Gaussian noise.
 
-Scales:
+Sizes (`--size`):
 - full (the paper): generator and discriminator with three hidden layers of 512
   ReLU units, Adam with default settings (lr 1e-3) for both, minibatch 128, five
   discriminator updates per generator update, 20,000 generator updates; samples
@@ -26,8 +26,8 @@ Scales:
 - cpu_lr1e-4 (committed results): cpu with Adam lr 1e-4 instead of the default 1e-3. At
   width 128 and lr 1e-3 both GANs drift away from the data (see the README); lr
   1e-4 is what public reproductions of this experiment use.
-- small: a 16-unit network for 20 updates, for the tests.
-Every scale runs 3 seeds (the small one, 1) vmapped together; seed s fixes the
+- smallest: a 16-unit network for 20 updates, for the tests.
+Every size runs 3 seeds (the smallest, 1) vmapped together; seed s fixes the
 initialisation, the noise, the real batches and the mixing, and ERM and mixup of
 the same seed share all of them but lambda.
 
@@ -45,17 +45,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
+import shutil
 import tempfile
 import time
 from typing import Any, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
+from experiments import cifar_runs
 from mixup_jax import gan
 from mixup_jax import models
 from mixup_jax import optim
@@ -85,6 +90,8 @@ class Settings:
     min_samples: points within the radius a mode needs to count as covered.
     loose_num_std: a second, looser radius (in stds) at which modes are also counted.
     chunk: generator updates per compiled call (must divide every snapshot).
+    checkpoint_every: generator updates between saved states of a run that has a
+      workdir (a multiple of chunk); every snapshot is saved too.
   """
 
   targets: tuple[str, ...] = toy.GAN_TARGETS
@@ -101,6 +108,7 @@ class Settings:
   min_samples: int = 20
   loose_num_std: float = 10.0
   chunk: int = 10
+  checkpoint_every: int = 1000
 
   def __post_init__(self):
     unknown = sorted(set(self.targets) - set(toy.GAN_TARGETS))
@@ -117,15 +125,19 @@ class Settings:
                        f"{self.num_iterations}, got {self.snapshots}.")
     if any(s % self.chunk for s in self.snapshots):
       raise ValueError(f"chunk={self.chunk} must divide every snapshot {self.snapshots}.")
+    if self.checkpoint_every < 1 or self.checkpoint_every % self.chunk:
+      raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a positive "
+                       f"multiple of chunk={self.chunk}.")
 
 
 _CPU = dict(width=128, num_iterations=5000, snapshots=(10, 100, 1000, 2500, 5000))
-SCALES = {
+SIZES = {
     "full": Settings(),
     "cpu": Settings(**_CPU),
     "cpu_lr1e-4": Settings(**_CPU, learning_rate=1e-4),
-    "small": Settings(targets=("ring8",), seeds=(0,), width=16, num_iterations=20,
-                      snapshots=(10, 20), num_eval_samples=500, min_samples=5),
+    "smallest": Settings(targets=("ring8",), seeds=(0,), width=16, num_iterations=30,
+                         snapshots=(10, 30), num_eval_samples=500, min_samples=5,
+                         checkpoint_every=10),
 }
 
 
@@ -201,22 +213,74 @@ def _rounded(values: jax.Array) -> list[float]:
   return np.round(np.asarray(values, np.float64), 4).tolist()
 
 
+class _Workdir:
+  """Where one (target, objective) run keeps its progress, so a stopped run resumes.
+
+  progress.json holds the generator updates done, the snapshot records so far and
+  the wall time; states_<updates>/ the vmapped GanState of that moment (an Orbax
+  checkpoint); samples.npz the plotted points of each snapshot. progress.json is
+  replaced atomically and names its states, so a kill at any moment leaves the last
+  complete save.
+  """
+
+  def __init__(self, path: pathlib.Path):
+    self.path = pathlib.Path(path)
+
+  def load(self, template: gan.GanState):
+    """(states, updates done, snapshot records, samples, wall time) or None."""
+    progress = self.path / "progress.json"
+    if not progress.exists():
+      return None
+    saved = json.loads(progress.read_text())
+    with ocp.StandardCheckpointer() as checkpointer:
+      states = checkpointer.restore(self.path / saved["states"], template)
+    with np.load(self.path / "samples.npz") as arrays:
+      samples = {int(k): arrays[k] for k in arrays.files}
+    return states, saved["done"], saved["snapshots"], samples, saved["wall_time_s"]
+
+  def save(self, states, done: int, snapshots, samples, wall_time: float,
+           finished: bool = False) -> None:
+    self.path.mkdir(parents=True, exist_ok=True)
+    name = f"states_{done}"
+    if not (self.path / name).exists():
+      with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save((self.path / name).absolute(), states)
+    np.savez(self.path / "samples.tmp.npz", **{str(k): v for k, v in samples.items()})
+    os.replace(self.path / "samples.tmp.npz", self.path / "samples.npz")
+    record = {"done": done, "states": name, "snapshots": snapshots, "wall_time_s": wall_time,
+              "finished": finished}
+    (self.path / "progress.tmp.json").write_text(json.dumps(record) + "\n")
+    os.replace(self.path / "progress.tmp.json", self.path / "progress.json")
+    for old in self.path.glob("states_*"):  # the older saves are no longer named
+      if old.name != name:
+        shutil.rmtree(old)
+
+
 def train_target(target: str, alpha: float, settings: Settings, states: gan.GanState,
-                 evaluate) -> dict[str, Any]:
+                 evaluate, workdir: pathlib.Path | None = None) -> dict[str, Any]:
   """Trains every seed on `target` from `states`; scores and keeps samples at each snapshot.
 
   `states` come from `init_states` and `evaluate` from `make_evaluate(target, ...)`;
-  both are shared by the ERM and the mixup run of a target.
+  both are shared by the ERM and the mixup run of a target. With a `workdir` the run
+  saves its progress every `settings.checkpoint_every` updates and at each snapshot,
+  and continues from there when called again: the result is the same as one
+  uninterrupted run (every random draw is a fold_in of the update count).
   """
   start_time = time.time()
   keys = _seed_keys(settings)
   chunk = make_chunk(target, alpha, settings)
-  snapshots, samples, metrics = [], {}, None
-  done = 0
-  for snapshot in settings.snapshots:
+  snapshots, samples, metrics, done, previous_wall = [], {}, None, 0, 0.0
+  store = _Workdir(workdir) if workdir is not None else None
+  if store is not None and (restored := store.load(states)) is not None:
+    states, done, snapshots, samples, previous_wall = restored
+    logging.info("%s, alpha %g: resuming at update %d.", target, alpha, done)
+  wall = lambda: previous_wall + time.time() - start_time
+  for snapshot in settings.snapshots[len(snapshots):]:
     while done < snapshot:
       states, metrics = chunk(states, keys, done)
       done += settings.chunk
+      if store is not None and done % settings.checkpoint_every == 0 and done < snapshot:
+        store.save(states, done, snapshots, samples, wall())
     points, coverage, loose = evaluate(states, keys, snapshot)
     samples[snapshot] = np.asarray(points[0, :_PLOT_POINTS])  # first seed, for the figure
     snapshots.append({
@@ -228,7 +292,10 @@ def train_target(target: str, alpha: float, settings: Settings, states: gan.GanS
         "high_quality_fraction_loose": _rounded(loose["high_quality_fraction"]),
         "last_chunk_metrics": {k: _rounded(v) for k, v in metrics.items()},
     })
-  return {"snapshots": snapshots, "samples": samples, "wall_time_s": time.time() - start_time}
+    if store is not None:
+      store.save(states, done, snapshots, samples, wall(),
+                 finished=snapshot == settings.snapshots[-1])
+  return {"snapshots": snapshots, "samples": samples, "wall_time_s": wall()}
 
 
 # ------------------------------------------------------------------------------
@@ -237,11 +304,16 @@ def train_target(target: str, alpha: float, settings: Settings, states: gan.GanS
 
 
 def run(
-    settings: Settings, out_dir: str | pathlib.Path | None = RESULTS_DIR, scale: str = "custom"
+    settings: Settings, out_dir: str | pathlib.Path | None = RESULTS_DIR, size: str = "custom",
+    runs_dir: str | pathlib.Path | None = None,
 ) -> dict[str, Any]:
-  """ERM and mixup GANs on every target; writes results.json, table.md and a PNG per target."""
+  """ERM and mixup GANs on every target; writes results.json, table.md and a PNG per target.
+
+  With `runs_dir`, each (target, objective) keeps its progress in runs_dir/TARGET_OBJECTIVE
+  and a rerun resumes it (a finished one is only read back).
+  """
   start = time.time()
-  results = {"experiment": "Figure 5 (GAN)", "scale": scale,
+  results = {"experiment": "Figure 5 (GAN)", "size": size,
              "settings": dataclasses.asdict(settings), "targets": {}}
   samples = {}
   states = init_states(settings)  # ERM and mixup of a seed start from the same networks
@@ -249,7 +321,8 @@ def run(
     results["targets"][target] = {"num_modes": len(toy.gan_mode_centres(target))}
     evaluate = make_evaluate(target, settings)
     for method, alpha in (("erm", 0.0), ("mixup", settings.alpha)):
-      run_result = train_target(target, alpha, settings, states, evaluate)
+      workdir = pathlib.Path(runs_dir) / f"{target}_{method}" if runs_dir else None
+      run_result = train_target(target, alpha, settings, states, evaluate, workdir)
       samples[target, method] = run_result.pop("samples")
       results["targets"][target][method] = run_result
       final = run_result["snapshots"][-1]
@@ -276,7 +349,7 @@ def markdown_table(results: dict[str, Any]) -> str:
   """Modes covered and high-quality share at every snapshot, mean +- std over seeds."""
   settings = results["settings"]
   loose = f"{settings['loose_num_std']:g} std"
-  lines = [f"Scale {results['scale']!r}: width {settings['width']}, "
+  lines = [f"Size {results['size']!r}: width {settings['width']}, "
            f"{settings['num_iterations']} generator updates, "
            f"Adam lr {settings['learning_rate']:g}, {len(settings['seeds'])} seeds; a mode is "
            f"covered when >= {settings['min_samples']} of {settings['num_eval_samples']} "
@@ -335,20 +408,25 @@ def plot(target: str, samples: dict, settings: Settings, path: pathlib.Path) -> 
 
 
 def _define_flags() -> None:
-  flags.DEFINE_enum("scale", "cpu", list(SCALES),
-                    "full: the paper's; cpu, cpu_lr1e-4: scaled down; small: tests.")
+  flags.DEFINE_enum("size", "cpu", list(SIZES),
+                    "full: the paper's; cpu, cpu_lr1e-4: scaled down; smallest: tests.")
+  flags.DEFINE_string("runs_dir", None, "Where each run keeps its progress, so that a rerun "
+                      "resumes it (default: $MIXUP_JAX_RUNS_DIR/gan_figure5_<size>; none "
+                      "for smallest).")
   flags.DEFINE_string("out_dir", None, "Where the results go (default: "
-                      "experiments/results/gan_figure5/<scale>/; a new temporary folder "
-                      "for small).")
+                      "experiments/results/gan_figure5/<size>/; a new temporary folder "
+                      "for smallest).")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
-  out_dir = args.out_dir or (tempfile.mkdtemp(prefix="gan_figure5_small_")
-                             if args.scale == "small" else RESULTS_DIR / args.scale)
-  results = run(SCALES[args.scale], out_dir, scale=args.scale)
+  out_dir = args.out_dir or (tempfile.mkdtemp(prefix="gan_figure5_smallest_")
+                             if args.size == "smallest" else RESULTS_DIR / args.size)
+  runs_dir = args.runs_dir or (None if args.size == "smallest" else
+                               cifar_runs.DEFAULT_RUNS_DIR / f"gan_figure5_{args.size}")
+  results = run(SIZES[args.size], out_dir, size=args.size, runs_dir=runs_dir)
   print()
   print(markdown_table(results))
   print(f"Total {results['wall_time_s']:.0f} s; outputs in {out_dir}")

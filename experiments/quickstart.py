@@ -16,7 +16,7 @@ installed packages, prints a comparison table and saves a figure
 
 Both use the project's one train step (`mixup_jax.train.make_train_step`). About 40 s
 on a 2-core CPU (needs the `experiments` extra: scikit-learn and matplotlib).
-`--small` runs a few steps of each, for the tests.
+`--size=smallest` runs a few steps of each, for the tests.
 """
 
 from __future__ import annotations
@@ -169,8 +169,10 @@ def plot(
 
 def _define_flags() -> None:
   flags.DEFINE_string("out_dir", None, "Where the figure and results.json go (default: "
-                      "experiments/results/quickstart/; a new temporary folder with --small).")
-  flags.DEFINE_bool("small", False, "A few steps of each experiment, for tests.")
+                      "experiments/results/quickstart/; a new temporary folder for "
+                      "--size=smallest).")
+  flags.DEFINE_enum("size", "full", ["full", "smallest"],
+                    "full: the committed results; smallest: a few steps of each, for tests.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -178,8 +180,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
   out_dir = args.out_dir or (
-      tempfile.mkdtemp(prefix="quickstart_small_") if args.small else RESULTS_DIR)
-  results = run(small_settings() if args.small else Settings(), out_dir)
+      tempfile.mkdtemp(prefix="quickstart_smallest_") if args.size == "smallest" else RESULTS_DIR)
+  results = run(small_settings() if args.size == "smallest" else Settings(), out_dir)
   print()
   print(table(results))
   print(f"Total {results['wall_time_s']:.0f} s; figure: {pathlib.Path(out_dir) / 'quickstart.png'}")

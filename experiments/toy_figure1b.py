@@ -323,10 +323,12 @@ def plot(results: dict[str, Any], grids: dict[str, np.ndarray], settings: Settin
 
 def _define_flags() -> None:
   flags.DEFINE_string("out_dir", None, "Where the results go (default: "
-                      "experiments/results/toy_figure1b/; a new temporary folder with --small).")
+                      "experiments/results/toy_figure1b/; a new temporary folder for "
+                      "--size=smallest).")
   flags.DEFINE_integer("num_seeds", 3, "Seeds 0 .. num_seeds - 1.")
   flags.DEFINE_float("alpha", 1.0, "mixup's alpha.")
-  flags.DEFINE_bool("small", False, "The smallest setting (1 seed, 2 epochs), for tests.")
+  flags.DEFINE_enum("size", "full", ["full", "smallest"], "full: the committed results; "
+                    "smallest: 1 seed, 2 epochs (--num_seeds and --alpha ignored), for tests.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -334,8 +336,9 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
   out_dir = args.out_dir or (
-      tempfile.mkdtemp(prefix="toy_figure1b_small_") if args.small else RESULTS_DIR)
-  if args.small:
+      tempfile.mkdtemp(prefix="toy_figure1b_smallest_") if args.size == "smallest"
+      else RESULTS_DIR)
+  if args.size == "smallest":
     settings = small_settings()
   else:
     settings = Settings(seeds=tuple(range(args.num_seeds)), alpha=args.alpha)

@@ -1,10 +1,12 @@
-"""The seed statistics (experiments.summary) and the CPU-scale Figure 3 entry."""
+"""The seed statistics (experiments.summary), the CPU-scale Figure 3 entry and the entries
+that read its models (Table 3, Figure 2)."""
 
 import json
 import math
 
 import pytest
 
+from experiments import figure2_between
 from experiments import figure3_cpu
 from experiments import summary
 from experiments import table3_figure3
@@ -87,6 +89,21 @@ def test_figure3_smallest_trains_keeps_and_aggregates_real_runs(tmp_path, data_d
   assert white["erm"]["mean"] >= attacked["summary"]["clean"]["erm"]["mean"]  # attacks hurt
   assert white["mixup_minus_erm"]["verdict"] in ("reproduced", "contradicted", "inconclusive")
   assert "| black_box ifgsm eps 4 |" in (tmp_path / "table3" / "table.md").read_text()
+
+  # Figure 2 on the same models: both curves per seed, paired over the seeds.
+  between = figure2_between.run([0, 1], runs_dir=runs_dir, out_dir=tmp_path / "figure2",
+                                data_dir=str(data_dir), num_pairs=16, size="smallest")
+  for seed in (0, 1):
+    for method in ("erm", "mixup"):
+      curve = between["per_seed"][seed][method]
+      assert len(curve["miss_rate"]) == len(curve["grad_norm"]) == len(figure2_between.LAMBDAS)
+      assert all(0.0 <= m <= 100.0 for m in curve["miss_rate"])
+      assert all(g > 0.0 for g in curve["grad_norm"])
+  first = between["summary"]["miss_rate"][0]
+  assert first["mixup_minus_erm"]["mean"] == pytest.approx(
+      first["mixup"]["mean"] - first["erm"]["mean"])
+  assert "| 0.50 |" in (tmp_path / "figure2" / "table.md").read_text()
+  assert (tmp_path / "figure2" / "between.png").stat().st_size > 0
 
   for workdir in runs_dir.iterdir():  # finished runs are kept: nothing is retrained
     (workdir / "results.json").unlink()

@@ -79,8 +79,8 @@ def test_toy_smoothness_of_the_linear_ramp():
 
 
 def test_gan_figure5_small(tmp_path):
-  settings = gan_figure5.SCALES["small"]
-  results = gan_figure5.run(settings, tmp_path, scale="small")
+  settings = gan_figure5.SIZES["smallest"]
+  results = gan_figure5.run(settings, tmp_path, size="smallest")
   entry = results["targets"]["ring8"]
   for method in ("erm", "mixup"):
     snaps = entry[method]["snapshots"]
@@ -94,8 +94,36 @@ def test_gan_figure5_small(tmp_path):
   assert 0 < (tmp_path / "ring8.png").stat().st_size < 300_000
 
 
+def test_gan_figure5_resumes_a_stopped_run_exactly(tmp_path, monkeypatch):
+  settings = gan_figure5.SIZES["smallest"]  # 30 updates: saved at 10 (snapshot), 20, 30
+  uninterrupted = gan_figure5.run(settings, None, size="smallest")
+  save = gan_figure5._Workdir.save  # pylint: disable=protected-access
+
+  def save_then_die_at_20(self, states, done, *args, **kwargs):
+    save(self, states, done, *args, **kwargs)
+    if done == 20:
+      raise KeyboardInterrupt("stopped after the save at update 20")
+
+  monkeypatch.setattr(gan_figure5._Workdir, "save", save_then_die_at_20)  # pylint: disable=protected-access
+  with pytest.raises(KeyboardInterrupt):
+    gan_figure5.run(settings, None, size="smallest", runs_dir=tmp_path)
+  progress = json.loads((tmp_path / "ring8_erm" / "progress.json").read_text())
+  assert progress["done"] == 20 and [s["iteration"] for s in progress["snapshots"]] == [10]
+  monkeypatch.setattr(gan_figure5._Workdir, "save", save)  # pylint: disable=protected-access
+  resumed = gan_figure5.run(settings, None, size="smallest", runs_dir=tmp_path)
+  for method in ("erm", "mixup"):
+    assert (resumed["targets"]["ring8"][method]["snapshots"]
+            == uninterrupted["targets"]["ring8"][method]["snapshots"])
+  assert [p.name for p in (tmp_path / "ring8_erm").glob("states_*")] == ["states_30"]
+  # A finished run is read back, not trained again.
+  again = gan_figure5.run(settings, None, size="smallest", runs_dir=tmp_path)
+  for method in ("erm", "mixup"):
+    assert (again["targets"]["ring8"][method]["snapshots"]
+            == resumed["targets"]["ring8"][method]["snapshots"])
+
+
 def test_gan_scales_keep_the_paper_one_flag_away():
-  full, cpu = gan_figure5.SCALES["full"], gan_figure5.SCALES["cpu"]
+  full, cpu = gan_figure5.SIZES["full"], gan_figure5.SIZES["cpu"]
   assert (full.width, full.num_iterations, full.batch_size, full.discriminator_steps) == (
       512, 20_000, 128, 5)
   assert full.snapshots == (10, 100, 1000, 10_000, 20_000) and full.alpha == 0.2
