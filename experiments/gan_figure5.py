@@ -86,6 +86,9 @@ class Settings:
     discriminator_steps: discriminator updates per generator update.
     latent_dim: dimension of the generator's Gaussian noise.
     learning_rate: Adam's, for both networks (the paper: the default, 1e-3).
+    adam_b1: Adam's first-moment decay (the default 0.9; GAN code often uses 0.5).
+    init_std: None for PyTorch's default initialisation of both networks (the
+      paper says nothing); a number for DCGAN's N(0, init_std) weights, zero biases.
     num_eval_samples: generated points scored at each snapshot.
     min_samples: points within the radius a mode needs to count as covered.
     loose_num_std: a second, looser radius (in stds) at which modes are also counted.
@@ -104,6 +107,8 @@ class Settings:
   discriminator_steps: int = 5
   latent_dim: int = 2
   learning_rate: float = 1e-3
+  adam_b1: float = 0.9
+  init_std: float | None = None
   num_eval_samples: int = 2500
   min_samples: int = 20
   loose_num_std: float = 10.0
@@ -147,9 +152,9 @@ SIZES = {
 
 
 def _networks(settings: Settings):
-  hidden = (settings.width,) * 3
-  return (models.get_model("gan_generator", 2, hidden_sizes=hidden),
-          models.get_model("gan_discriminator", 1, hidden_sizes=hidden))
+  options = {"hidden_sizes": (settings.width,) * 3, "init_std": settings.init_std}
+  return (models.get_model("gan_generator", 2, **options),
+          models.get_model("gan_discriminator", 1, **options))
 
 
 def init_states(settings: Settings) -> gan.GanState:
@@ -160,8 +165,8 @@ def init_states(settings: Settings) -> gan.GanState:
     return gan.create_gan_state(
         jax.random.fold_in(seed_key, 0), generator, discriminator,
         latent_dim=settings.latent_dim, data_dim=2,
-        generator_tx=optim.adam(settings.learning_rate),
-        discriminator_tx=optim.adam(settings.learning_rate))
+        generator_tx=optim.adam(settings.learning_rate, b1=settings.adam_b1),
+        discriminator_tx=optim.adam(settings.learning_rate, b1=settings.adam_b1))
 
   return jax.jit(jax.vmap(init))(_seed_keys(settings))
 

@@ -122,6 +122,20 @@ def test_gan_figure5_resumes_a_stopped_run_exactly(tmp_path, monkeypatch):
             == resumed["targets"]["ring8"][method]["snapshots"])
 
 
+def test_gan_settings_reach_the_networks_and_adam(monkeypatch):
+  settings = gan_figure5.Settings(targets=("ring8",), seeds=(0, 1), width=64, init_std=0.02,
+                                  adam_b1=0.5, num_iterations=10, snapshots=(10,))
+  built = []
+  adam = gan_figure5.optim.adam
+  monkeypatch.setattr(gan_figure5.optim, "adam",
+                      lambda *args, **kwargs: built.append(kwargs) or adam(*args, **kwargs))
+  states = gan_figure5.init_states(settings)
+  kernel = np.asarray(states.generator.params["hidden2"]["kernel"])
+  assert kernel.shape == (2, 64, 64) and abs(kernel.std() - 0.02) < 0.002
+  assert not np.asarray(states.discriminator.params["output"]["bias"]).any()
+  assert built == [{"b1": 0.5}, {"b1": 0.5}]  # the generator's and the discriminator's
+
+
 def test_gan_scales_keep_the_paper_one_flag_away():
   full, cpu = gan_figure5.SIZES["full"], gan_figure5.SIZES["cpu"]
   assert (full.width, full.num_iterations, full.batch_size, full.discriminator_steps) == (

@@ -175,3 +175,20 @@ def test_mode_coverage_counts_modes_and_good_samples():
 def test_generate_samples_shape(state):
   points = jax.jit(gan.generate_samples, static_argnums=(2, 3))(state, jax.random.PRNGKey(0), 7, 2)
   assert points.shape == (7, 2) and points.dtype == jnp.float32
+
+
+def test_gan_networks_take_dcgan_initialisation():
+  x = jnp.zeros((1, 2))
+  dcgan = models.get_model("gan_generator", 2, hidden_sizes=(256, 256), init_std=0.02)
+  params = dcgan.init(jax.random.key(0), x)["params"]
+  kernel = np.asarray(params["hidden2"]["kernel"])
+  assert abs(kernel.std() - 0.02) < 0.001 and abs(kernel.mean()) < 0.001
+  assert all(not np.asarray(layer["bias"]).any() for layer in params.values())
+  torch_default = models.get_model("gan_discriminator", 1, hidden_sizes=(256, 256))
+  default = torch_default.init(jax.random.key(0), x)["params"]
+  # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and biases.
+  assert abs(np.asarray(default["hidden2"]["kernel"]).std() - 1 / np.sqrt(3 * 256)) < 0.002
+  assert np.asarray(default["hidden2"]["bias"]).any()
+  for bad in (0.0, -0.02, True, "0.02"):
+    with pytest.raises(ValueError, match="init_std must be None"):
+      models.get_model("gan_discriminator", 1, init_std=bad)
