@@ -26,7 +26,10 @@ Sizes (`--size`):
 - cpu_lr1e-4 (committed results): cpu with Adam lr 1e-4 instead of the default 1e-3. At
   width 128 and lr 1e-3 both GANs drift away from the data (see the README); lr
   1e-4 is what public reproductions of this experiment use.
-- smallest: a 16-unit network for 20 updates, for the tests.
+- cpu_init0.02, cpu_b1_0.5: cpu (lr 1e-3) with one change each, to find what makes
+  the paper's optimizer fail here: DCGAN's N(0, 0.02) initialisation with zero
+  biases instead of PyTorch's default, or Adam's b1 = 0.5 instead of 0.9.
+- smallest: a 16-unit network for 30 updates, for the tests.
 Every size runs 3 seeds (the smallest, 1) vmapped together; seed s fixes the
 initialisation, the noise, the real batches and the mixing, and ERM and mixup of
 the same seed share all of them but lambda.
@@ -140,6 +143,9 @@ SIZES = {
     "full": Settings(),
     "cpu": Settings(**_CPU),
     "cpu_lr1e-4": Settings(**_CPU, learning_rate=1e-4),
+    # Why the paper's optimizer fails at this width: one change each, at lr 1e-3.
+    "cpu_init0.02": Settings(**_CPU, init_std=0.02),
+    "cpu_b1_0.5": Settings(**_CPU, adam_b1=0.5),
     "smallest": Settings(targets=("ring8",), seeds=(0,), width=16, num_iterations=30,
                          snapshots=(10, 30), num_eval_samples=500, min_samples=5,
                          checkpoint_every=10),

@@ -22,7 +22,7 @@ _ENTRIES = {  # entry -> (flags it must have, its --size values or None)
     "toy_figure1b": ({"out_dir", "num_seeds"}, {"full", "smallest"}),
     "uci_table4": ({"out_dir", "data_dir", "num_seeds"}, {"full", "smallest"}),
     "uci_protocols": ({"out_dir", "data_dir", "num_seeds"}, None),
-    "gan_figure5": ({"out_dir", "runs_dir"}, {"full", "cpu", "cpu_lr1e-4", "smallest"}),
+    "gan_figure5": ({"out_dir", "runs_dir"}, {"full", "cpu", "cpu_lr1e-4", "cpu_init0.02", "cpu_b1_0.5", "smallest"}),
 }
 
 
