@@ -29,6 +29,11 @@ Sizes (`--size`):
 - cpu_init0.02, cpu_b1_0.5: cpu (lr 1e-3) with one change each, to find what makes
   the paper's optimizer fail here: DCGAN's N(0, 0.02) initialisation with zero
   biases instead of PyTorch's default, or Adam's b1 = 0.5 instead of 0.9.
+- cpu_non_saturating, cpu_std0.05: cpu (lr 1e-3) with the generator's
+  non-saturating loss instead of the minimax one (is a saturated discriminator what
+  stops the generator?), or modes of std 0.05 instead of 0.01, scored at the same
+  3 and 10 stds (is the toy's scale, finer than the steps lr 1e-3 takes, what
+  defeats it?).
 - smallest: a 16-unit network for 30 updates, for the tests.
 Every size runs 3 seeds (the smallest, 1) vmapped together; seed s fixes the
 initialisation, the noise, the real batches and the mixing, and ERM and mixup of
@@ -92,6 +97,10 @@ class Settings:
     adam_b1: Adam's first-moment decay (the default 0.9; GAN code often uses 0.5).
     init_std: None for PyTorch's default initialisation of both networks (the
       paper says nothing); a number for DCGAN's N(0, init_std) weights, zero biases.
+    generator_loss: "minimax" (the paper's game) or "non_saturating"
+      (`mixup_jax.gan.non_saturating_generator_loss`).
+    target_std: the std of the targets' modes (the paper: 0.01). Coverage is
+      counted in units of it, so a wider toy is scored at the same relative radius.
     num_eval_samples: generated points scored at each snapshot.
     min_samples: points within the radius a mode needs to count as covered.
     loose_num_std: a second, looser radius (in stds) at which modes are also counted.
@@ -112,6 +121,8 @@ class Settings:
   learning_rate: float = 1e-3
   adam_b1: float = 0.9
   init_std: float | None = None
+  generator_loss: str = "minimax"
+  target_std: float = toy.GAN_STD
   num_eval_samples: int = 2500
   min_samples: int = 20
   loose_num_std: float = 10.0
@@ -133,6 +144,12 @@ class Settings:
                        f"{self.num_iterations}, got {self.snapshots}.")
     if any(s % self.chunk for s in self.snapshots):
       raise ValueError(f"chunk={self.chunk} must divide every snapshot {self.snapshots}.")
+    if self.generator_loss not in gan.GENERATOR_LOSSES:
+      raise ValueError(f"generator_loss must be one of {gan.GENERATOR_LOSSES}, "
+                       f"got {self.generator_loss!r}.")
+    if not 0 < self.target_std < 0.2:
+      raise ValueError(f"target_std must be in (0, 0.2) (the modes stay apart; the paper: "
+                       f"{toy.GAN_STD}), got {self.target_std!r}.")
     if self.checkpoint_every < 1 or self.checkpoint_every % self.chunk:
       raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a positive "
                        f"multiple of chunk={self.chunk}.")
@@ -146,6 +163,8 @@ SIZES = {
     # Why the paper's optimizer fails at this width: one change each, at lr 1e-3.
     "cpu_init0.02": Settings(**_CPU, init_std=0.02),
     "cpu_b1_0.5": Settings(**_CPU, adam_b1=0.5),
+    "cpu_non_saturating": Settings(**_CPU, generator_loss="non_saturating"),
+    "cpu_std0.05": Settings(**_CPU, target_std=0.05),
     "smallest": Settings(targets=("ring8",), seeds=(0,), width=16, num_iterations=30,
                          snapshots=(10, 30), num_eval_samples=500, min_samples=5,
                          checkpoint_every=10),
@@ -184,14 +203,16 @@ def _seed_keys(settings: Settings) -> jax.Array:
 def make_chunk(target: str, alpha: float, settings: Settings):
   """A jitted `chunk(states [S], start) -> (states, mean metrics [S])`: `chunk` updates."""
   step = gan.make_gan_train_step(
-      alpha=alpha, latent_dim=settings.latent_dim, discriminator_steps=settings.discriminator_steps)
+      alpha=alpha, latent_dim=settings.latent_dim, discriminator_steps=settings.discriminator_steps,
+      generator_loss=settings.generator_loss)
   rows = (settings.discriminator_steps + 1) * settings.batch_size
 
   def chunk_one(state, seed_key, start):
     data_key = jax.random.fold_in(seed_key, 1)
 
     def body(state, i):
-      real = toy.sample_gan_target(jax.random.fold_in(data_key, start + i), target, rows)
+      real = toy.sample_gan_target(jax.random.fold_in(data_key, start + i), target, rows,
+                                   settings.target_std)
       return step(state, real.reshape(settings.discriminator_steps + 1, settings.batch_size, 2))
 
     state, metrics = jax.lax.scan(body, state, jnp.arange(settings.chunk))
@@ -211,8 +232,9 @@ def make_evaluate(target: str, settings: Settings):
   def evaluate_one(state, seed_key, snapshot):
     key = jax.random.fold_in(jax.random.fold_in(seed_key, 2), snapshot)
     samples = gan.generate_samples(state, key, settings.num_eval_samples, settings.latent_dim)
-    coverage = gan.mode_coverage(samples, centres, toy.GAN_STD, min_samples=settings.min_samples)
-    loose = gan.mode_coverage(samples, centres, toy.GAN_STD, num_std=settings.loose_num_std,
+    coverage = gan.mode_coverage(samples, centres, settings.target_std,
+                                 min_samples=settings.min_samples)
+    loose = gan.mode_coverage(samples, centres, settings.target_std, num_std=settings.loose_num_std,
                               min_samples=settings.min_samples)
     return samples, coverage, loose
 
@@ -356,13 +378,22 @@ def _mean_std(values: Sequence[float]) -> str:
   return f"{values.mean():.2f} +- {std:.2f}"
 
 
+# Settings in which a diagnostic size departs from the paper, named in its table.
+_PAPER_CHOICES = {"adam_b1": 0.9, "init_std": None, "generator_loss": "minimax",
+                  "target_std": toy.GAN_STD}
+
+
 def markdown_table(results: dict[str, Any]) -> str:
   """Modes covered and high-quality share at every snapshot, mean +- std over seeds."""
   settings = results["settings"]
   loose = f"{settings['loose_num_std']:g} std"
+  changes = [f"{name} {settings[name]}" for name, paper in _PAPER_CHOICES.items()
+             if settings.get(name, paper) != paper]
+  changed = f" ({', '.join(changes)})" if changes else ""
   lines = [f"Size {results['size']!r}: width {settings['width']}, "
            f"{settings['num_iterations']} generator updates, "
-           f"Adam lr {settings['learning_rate']:g}, {len(settings['seeds'])} seeds; a mode is "
+           f"Adam lr {settings['learning_rate']:g}{changed}, {len(settings['seeds'])} seeds; "
+           "a mode is "
            f"covered when >= {settings['min_samples']} of {settings['num_eval_samples']} "
            "samples lie within the radius of its centre.", "",
            f"| target | objective | updates | modes covered, 3 std (mean +- std; per seed) "
@@ -387,7 +418,8 @@ def plot(target: str, samples: dict, settings: Settings, path: pathlib.Path) -> 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  real = np.asarray(toy.sample_gan_target(jax.random.key(0), target, _PLOT_POINTS))
+  real = np.asarray(toy.sample_gan_target(jax.random.key(0), target, _PLOT_POINTS,
+                                          settings.target_std))
   view = _VIEW[target]
   cols = len(settings.snapshots)
   fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 4.6), dpi=70, squeeze=False)
@@ -407,7 +439,9 @@ def plot(target: str, samples: dict, settings: Settings, path: pathlib.Path) -> 
         label = "ERM GAN" if method == "erm" else f"mixup GAN ({settings.alpha:g})"
         ax.set_ylabel(label, fontsize=9)
   fig.suptitle(f"{target}: real (orange) and generated (blue) points, seed {settings.seeds[0]}, "
-               f"width {settings.width}, Adam lr {settings.learning_rate:g}", fontsize=9)
+               f"width {settings.width}, Adam lr {settings.learning_rate:g}, "
+               f"{settings.generator_loss} generator loss, mode std {settings.target_std:g}",
+               fontsize=9)
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
@@ -420,7 +454,8 @@ def plot(target: str, samples: dict, settings: Settings, path: pathlib.Path) -> 
 
 def _define_flags() -> None:
   flags.DEFINE_enum("size", "cpu", list(SIZES),
-                    "full: the paper's; cpu, cpu_lr1e-4: scaled down; smallest: tests.")
+                    "full: the paper's; cpu, cpu_lr1e-4: scaled down; cpu_*: one change each "
+                    "to cpu, to find why lr 1e-3 fails; smallest: tests.")
   flags.DEFINE_string("runs_dir", None, "Where each run keeps its progress, so that a rerun "
                       "resumes it (default: $MIXUP_JAX_RUNS_DIR/gan_figure5_<size>; none "
                       "for smallest).")

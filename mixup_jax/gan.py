@@ -149,7 +149,50 @@ def gan_value(
   return value, jnp.mean(mixing.lam)
 
 
-def _check_options(alpha, latent_dim, discriminator_steps, granularity) -> None:
+GENERATOR_LOSSES = ("minimax", "non_saturating")
+
+
+def non_saturating_generator_loss(
+    d_fn: ApplyFn,
+    real: jax.Array,
+    fake: jax.Array,
+    mixing: mixing_lib.Mixing | None = None,
+) -> jax.Array:
+  """The generator's non-saturating loss: the discriminator's loss on swapped targets.
+
+  Maximising V, as the minimax game asks, gives the generator the gradient of
+  log(1 - s(d(g(z)))), which vanishes exactly when the discriminator rejects its
+  samples confidently (Goodfellow et al., 2014, Section 3). The usual remedy is to
+  minimise l(d(g(z)), 1) instead. Its mixup counterpart swaps the soft target
+  too: the generator minimises l(d(lam x + (1 - lam) g(z)), 1 - lam), which at
+  lam = 0 is the standard non-saturating loss. The paper trains the minimax
+  game; this loss is here to test whether saturation is what stops it.
+
+  Args: as `gan_value`.
+
+  Returns:
+    float32 scalar, what the generator minimises.
+  """
+  if real.shape != fake.shape or real.ndim != 2:
+    raise ValueError(f"real {real.shape} and fake {fake.shape} must both be [B, D].")
+  if mixing is None:
+    return jnp.mean(losses.sigmoid_binary_cross_entropy(d_fn(fake)[:, 0], 1.0))
+  if not mixing.given_partner:
+    raise ValueError('mixing must be sampled with pairing="given" (real row i with fake row i).')
+  batch = real.shape[0]
+  mixed = mixing_lib.apply_mixing(mixing, real, fake)
+  real_share = mixing_lib.mix_targets(
+      mixing, jnp.ones((batch,), jnp.float32), partner_y=jnp.zeros((batch,), jnp.float32)
+  )
+  return jnp.mean(losses.sigmoid_binary_cross_entropy(d_fn(mixed)[:, 0], 1.0 - real_share))
+
+
+def _check_options(alpha, latent_dim, discriminator_steps, granularity, generator_loss) -> None:
+  if generator_loss not in GENERATOR_LOSSES:
+    raise ValueError(
+        f"generator_loss must be one of {GENERATOR_LOSSES} (the paper: 'minimax'), "
+        f"got {generator_loss!r}."
+    )
   if not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha < 0:
     raise ValueError(f"alpha must be a finite number >= 0 (0 is the ERM GAN), got {alpha!r}.")
   if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
@@ -172,6 +215,7 @@ def make_gan_train_step(
     latent_dim: int = 2,
     discriminator_steps: int = 5,
     granularity: str = "batch",
+    generator_loss: str = "minimax",
 ) -> Callable[[GanState, jax.Array], tuple[GanState, Metrics]]:
   """Builds `train_step(state, real) -> (state, metrics)`, pure and jittable.
 
@@ -182,18 +226,20 @@ def make_gan_train_step(
     discriminator_steps: discriminator updates before each generator update.
     granularity: "batch" draws one lambda per minibatch (as the paper's classifiers
       do), "example" one per row.
+    generator_loss: "minimax" (the paper: the generator maximises V) or
+      "non_saturating" (`non_saturating_generator_loss`).
 
   `real` is [discriminator_steps + 1, B, D] float: slice k < discriminator_steps is
   the real batch of discriminator update k, the last slice the real batch that the
   generator's mixup objective mixes with (the ERM GAN's generator ignores it).
 
   Metrics (float32 scalars): 'discriminator_loss' (V averaged over the
-  discriminator updates, before each update), 'generator_loss' (-V at the
-  generator update: what the generator minimises), 'lambda' (mean lambda of the
-  discriminator updates; 1 for ERM), 'd_real' and 'd_fake' (mean discriminator
+  discriminator updates, before each update), 'generator_loss' (what the
+  generator minimises: -V, or the non-saturating loss), 'lambda' (mean lambda of
+  the discriminator updates; 1 for ERM), 'd_real' and 'd_fake' (mean discriminator
   probability of pure real and pure generated points, at the generator update).
   """
-  _check_options(alpha, latent_dim, discriminator_steps, granularity)
+  _check_options(alpha, latent_dim, discriminator_steps, granularity, generator_loss)
 
   def generate(g_params, g_state: TrainState, key, batch):
     z = jax.random.normal(jax.random.fold_in(key, _NOISE), (batch, latent_dim), jnp.float32)
@@ -246,6 +292,8 @@ def make_gan_train_step(
 
     def generator_loss_fn(g_params):
       fake = generate(g_params, g_state, g_key, batch)
+      if generator_loss == "non_saturating":
+        return non_saturating_generator_loss(d_fn, real[-1], fake, g_mixing), fake
       value, _ = gan_value(d_fn, real[-1], fake, g_mixing)
       return -value, fake
 

@@ -47,6 +47,17 @@ def test_gan_target_sampler_is_seeded_with_std_001_around_every_mode(name):
   assert not np.array_equal(sample(KEY), sample(jax.random.key(1)))
 
 
+def test_gan_target_std_widens_the_modes_and_rejects_bad_values():
+  x, mode = toy.sample_gan_target_with_modes(KEY, "ring8", 20000, std=0.05)
+  offsets = np.asarray(x) - toy.gan_mode_centres("ring8")[np.asarray(mode)]
+  np.testing.assert_allclose(offsets.std(axis=0), 0.05, rtol=0.05)
+  narrow, _ = toy.sample_gan_target_with_modes(KEY, "ring8", 20000)
+  assert not np.allclose(x, narrow)
+  for bad in (0.0, -0.01, float("inf"), True, "0.01"):
+    with pytest.raises(ValueError, match="std must be a positive finite number"):
+      toy.sample_gan_target(KEY, "ring8", 10, std=bad)
+
+
 def test_two_rings_are_balanced_seeded_and_separable():
   x, y = toy.sample_two_rings(KEY, 2000)
   x, y = np.asarray(x), np.asarray(y)

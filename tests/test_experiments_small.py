@@ -1,6 +1,7 @@
 """Every experiment entry of Table 4, Figure 1b, Figure 5 and the quick demo, on its
 smallest setting, plus the UCI and Speech Commands configs."""
 
+import dataclasses
 import json
 
 import jax
@@ -134,6 +135,34 @@ def test_gan_settings_reach_the_networks_and_adam(monkeypatch):
   assert kernel.shape == (2, 64, 64) and abs(kernel.std() - 0.02) < 0.002
   assert not np.asarray(states.discriminator.params["output"]["bias"]).any()
   assert built == [{"b1": 0.5}, {"b1": 0.5}]  # the generator's and the discriminator's
+
+
+def test_gan_settings_reach_the_step_the_toy_and_the_table(tmp_path, monkeypatch):
+  settings = dataclasses.replace(gan_figure5.SIZES["smallest"], generator_loss="non_saturating",
+                                 target_std=0.05)
+  built, drawn = [], []
+  make_step, sample = gan_figure5.gan.make_gan_train_step, gan_figure5.toy.sample_gan_target
+  monkeypatch.setattr(gan_figure5.gan, "make_gan_train_step",
+                      lambda **kwargs: built.append(kwargs) or make_step(**kwargs))
+  monkeypatch.setattr(gan_figure5.toy, "sample_gan_target",
+                      lambda *args: drawn.append(args[3]) or sample(*args))
+  results = gan_figure5.run(settings, tmp_path, size="smallest")
+  assert [b["generator_loss"] for b in built] == ["non_saturating"] * 2  # ERM and mixup
+  assert set(drawn) == {0.05}
+  assert "(generator_loss non_saturating, target_std 0.05)" in (tmp_path / "table.md").read_text()
+  assert results["settings"]["target_std"] == 0.05
+  for bad, match in ((dict(generator_loss="hinge"), "generator_loss"),
+                     (dict(target_std=0.0), "target_std"), (dict(target_std=0.5), "target_std")):
+    with pytest.raises(ValueError, match=match):
+      dataclasses.replace(settings, **bad)
+
+
+def test_gan_diagnostic_sizes_change_one_thing_each():
+  cpu = gan_figure5.SIZES["cpu"]
+  for size, field in (("cpu_lr1e-4", "learning_rate"), ("cpu_init0.02", "init_std"),
+                      ("cpu_b1_0.5", "adam_b1"), ("cpu_non_saturating", "generator_loss"),
+                      ("cpu_std0.05", "target_std")):
+    assert dataclass_diff(gan_figure5.SIZES[size], cpu) == {field}, size
 
 
 def test_gan_scales_keep_the_paper_one_flag_away():

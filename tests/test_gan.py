@@ -86,6 +86,65 @@ def test_value_rejects_a_mixing_without_given_partners():
     jax.eval_shape(lambda m, a: gan.gan_value(_linear_discriminator, a, a, m), mixing, x)
 
 
+def test_non_saturating_loss_swaps_the_targets():
+  rng = np.random.default_rng(2)
+  real, fake = rng.normal(size=(2, 8, 2)).astype(np.float32)
+  loss = jax.jit(gan.non_saturating_generator_loss, static_argnums=0)
+  erm = loss(_linear_discriminator, real, fake)
+  want = _bce(np.asarray(_linear_discriminator(fake))[:, 0], 1.0).mean()
+  np.testing.assert_allclose(erm, want, rtol=1e-5)
+
+  @jax.jit
+  def mixup_loss(key, real, fake):
+    mixing = mixing_lib.sample_mixing(key, 0.2, 8, granularity="example", pairing="given")
+    return gan.non_saturating_generator_loss(_linear_discriminator, real, fake, mixing), mixing.lam
+
+  value, lam = mixup_loss(jax.random.PRNGKey(3), real, fake)
+  lam = np.asarray(lam)
+  mixed = lam[:, None] * real + (1 - lam[:, None]) * fake
+  want = _bce(np.asarray(_linear_discriminator(mixed))[:, 0], 1 - lam).mean()
+  np.testing.assert_allclose(value, want, rtol=1e-5)
+
+
+def test_non_saturating_gradient_survives_a_confident_discriminator():
+  """Where d rejects the fakes (logit -10), the minimax gradient all but vanishes."""
+  real = jnp.zeros((4, 2))
+  fake = jnp.tile(jnp.asarray([[-5.0, 0.5]]), (4, 1))  # d = 2 * -5 - 0.5 + 0.5 = -10
+  minimax = jax.grad(lambda f: -gan.gan_value(_linear_discriminator, real, f)[0])(fake)
+  non_saturating = jax.grad(
+      lambda f: gan.non_saturating_generator_loss(_linear_discriminator, real, f))(fake)
+  # Both push along d's gradient (2, -1); minimax by sigmoid(-10), the other by ~1.
+  np.testing.assert_allclose(minimax[0], -jax.nn.sigmoid(-10.0) * np.array([2, -1]) / 4, rtol=1e-4)
+  np.testing.assert_allclose(non_saturating[0], -(1 - jax.nn.sigmoid(-10.0)) * np.array([2, -1]) / 4,
+                             rtol=1e-4)
+
+
+def test_non_saturating_step_trains_the_same_discriminator_and_lowers_its_loss(steps, state):
+  step = jax.jit(gan.make_gan_train_step(alpha=0.2, discriminator_steps=D_STEPS,
+                                         generator_loss="non_saturating"))
+  real = _real(jax.random.PRNGKey(5))
+  new, metrics = step(state, real)
+  minimax, _ = steps[0.2](state, real)
+  for a, b in zip(jax.tree.leaves(new.discriminator), jax.tree.leaves(minimax.discriminator)):
+    np.testing.assert_array_equal(a, b)  # the discriminator's game is unchanged
+
+  @jax.jit
+  def loss(generator):
+    g_key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), gan._GENERATOR)
+    z = jax.random.normal(jax.random.fold_in(g_key, gan._NOISE), (BATCH, 2))
+    mixing = mixing_lib.sample_mixing(jax.random.fold_in(g_key, gan._MIXING), 0.2, BATCH,
+                                      pairing="given")
+    d_fn = lambda x: new.discriminator.apply_fn({"params": new.discriminator.params}, x)
+    fake = generator.apply_fn({"params": generator.params}, z)
+    return gan.non_saturating_generator_loss(d_fn, real[-1], fake, mixing)
+
+  before, after = float(loss(state.generator)), float(loss(new.generator))
+  np.testing.assert_allclose(before, float(metrics["generator_loss"]), rtol=1e-4)
+  assert after < before, (before, after)
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(new.generator.params),
+                                                   jax.tree.leaves(minimax.generator.params)))
+
+
 def test_step_updates_both_players_and_reports_metrics(steps, state):
   new, metrics = steps[0.2](state, _real(jax.random.PRNGKey(1)))
   assert int(new.step) == 1 and int(new.generator.step) == 1
@@ -136,6 +195,7 @@ def test_erm_discriminator_learns_to_separate_real_from_generated(steps, state):
     (dict(discriminator_steps=0), "discriminator_steps"),
     (dict(latent_dim=0), "latent_dim"),
     (dict(granularity="device"), "granularity"),
+    (dict(generator_loss="wasserstein"), "generator_loss"),
 ])
 def test_bad_options_raise(kwargs, match):
   with pytest.raises(ValueError, match=match):

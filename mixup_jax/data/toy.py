@@ -58,9 +58,20 @@ def gan_mode_centres(name: str) -> np.ndarray:
   raise ValueError(f"name={name!r} is not a GAN target; use one of {GAN_TARGETS}.")
 
 
-@functools.partial(jax.jit, static_argnames=("name", "n"))
-def sample_gan_target_with_modes(rng: jax.Array, name: str, n: int) -> tuple[jax.Array, jax.Array]:
+def _check_std(std) -> None:
+  if not isinstance(std, (int, float)) or isinstance(std, bool) or not 0 < std < np.inf:
+    raise ValueError(f"std must be a positive finite number (the paper's: {GAN_STD}), got {std!r}.")
+
+
+@functools.partial(jax.jit, static_argnames=("name", "n", "std"))
+def sample_gan_target_with_modes(
+    rng: jax.Array, name: str, n: int, std: float = GAN_STD
+) -> tuple[jax.Array, jax.Array]:
   """`n` points of a GAN target and the mode each was drawn from (jitted).
+
+  `std` is the modes' standard deviation: the paper's 0.01 unless an experiment
+  widens the modes on purpose (to ask whether the toy's scale is what defeats a
+  setting).
 
   Returns:
     (x, mode): x [n, 2] float32, mode [n] int32 index into `gan_mode_centres(name)`.
@@ -68,17 +79,19 @@ def sample_gan_target_with_modes(rng: jax.Array, name: str, n: int) -> tuple[jax
   centres = jnp.asarray(gan_mode_centres(name))
   if n < 0:
     raise ValueError(f"n={n} must be non-negative.")
+  _check_std(std)
   mode_rng, noise_rng = jax.random.split(rng)
   mode = jax.random.randint(mode_rng, (n,), 0, centres.shape[0], dtype=jnp.int32)
-  return centres[mode] + GAN_STD * jax.random.normal(noise_rng, (n, 2), jnp.float32), mode
+  return centres[mode] + std * jax.random.normal(noise_rng, (n, 2), jnp.float32), mode
 
 
-def sample_gan_target(rng: jax.Array, name: str, n: int) -> jax.Array:
+def sample_gan_target(rng: jax.Array, name: str, n: int, std: float = GAN_STD) -> jax.Array:
   """`n` points of the GAN target `name` ('ring8' or 'grid25'): [n, 2] float32.
 
-  Equal mode weights, isotropic std `GAN_STD`; jitted, `name` and `n` are static.
+  Equal mode weights, isotropic std `std` (default `GAN_STD`, the paper's); jitted,
+  `name`, `n` and `std` are static.
   """
-  return sample_gan_target_with_modes(rng, name, n)[0]
+  return sample_gan_target_with_modes(rng, name, n, std)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("n",))
