@@ -33,8 +33,9 @@ Sizes (`--size`):
   stops the generator?), or modes of std 0.05 instead of 0.01, scored at the same
   3 and 10 stds (is the toy's scale, finer than the steps lr 1e-3 takes, what
   defeats it?).
-- full_std0.05: full with modes of std 0.05, the change that gives ERM's collapse and
-  mixup's wider coverage at width 128, at the paper's size.
+- full_std0.05, full_non_saturating: full with modes of std 0.05 or with the
+  non-saturating generator loss, the two changes that give ERM's collapse at width
+  128, at the paper's size.
 - smallest: a 16-unit network for 30 updates, for the tests.
 Every size runs 3 seeds (the smallest, 1) vmapped together; seed s fixes the
 initialisation, the noise, the real batches and the mixing, and ERM and mixup of
@@ -166,8 +167,9 @@ SIZES = {
     "cpu_b1_0.5": Settings(**_CPU, adam_b1=0.5),
     "cpu_non_saturating": Settings(**_CPU, generator_loss="non_saturating"),
     "cpu_std0.05": Settings(**_CPU, target_std=0.05),
-    # The change that gives the paper's contrast at width 128, at the paper's size.
+    # The two changes that give ERM's collapse at width 128, at the paper's size.
     "full_std0.05": Settings(target_std=0.05),
+    "full_non_saturating": Settings(generator_loss="non_saturating"),
     "smallest": Settings(targets=("ring8",), seeds=(0,), width=16, num_iterations=30,
                          snapshots=(10, 30), num_eval_samples=500, min_samples=5,
                          checkpoint_every=10),

@@ -24,7 +24,7 @@ _ENTRIES = {  # entry -> (flags it must have, its --size values or None)
     "uci_protocols": ({"out_dir", "data_dir", "num_seeds"}, None),
     "gan_figure5": ({"out_dir", "runs_dir", "targets"},
                     {"full", "cpu", "cpu_lr1e-4", "cpu_init0.02", "cpu_b1_0.5",
-                     "cpu_non_saturating", "cpu_std0.05", "full_std0.05", "smallest"}),
+                     "cpu_non_saturating", "cpu_std0.05", "full_std0.05", "full_non_saturating", "smallest"}),
 }
 
 
