@@ -37,6 +37,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 def _parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--width", type=int, default=64, help="64 is the paper's network")
+  parser.add_argument("--blocks", type=int, default=2,
+                      help="blocks per stage: 2 is ResNet-18, 1 the CPU-scale variant")
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--threads", type=int, default=os.cpu_count())
   parser.add_argument("--repeats", type=int, default=5)
@@ -107,8 +109,12 @@ def torch_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: flo
 
 def jax_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: float,
                 on_device_augment: bool, dtype: str = "float32", donate: bool = True,
-                blocks: int = 2):
-  """Our jitted `make_train_step`, as a function returning its wall time."""
+                blocks: int = 2, return_parts: bool = False):
+  """Our jitted `make_train_step`, as a function returning its wall time.
+
+  With `return_parts`, also the jitted step, the [state, metrics] carry and the
+  device batch (for profiling and lowering).
+  """
   import jax
   from mixup_jax import optim
   from mixup_jax.data import augment
@@ -135,6 +141,8 @@ def jax_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: float
     jax.block_until_ready(carry)
     return time.perf_counter() - start
 
+  if return_parts:
+    return run_once, step, carry, batch
   return run_once
 
 
@@ -170,16 +178,20 @@ def main(argv=None) -> int:
   images, labels = _cifar_batch(args.batch)
   rows = []
   for alpha, tag in ((0.0, "ERM"), (1.0, "mixup")):
-    rows.append((f"PyTorch eager, {tag}", torch_step_fn(args.width, images, labels, alpha, False)))
+    rows.append((f"PyTorch eager, {tag}", torch_step_fn(args.width, images, labels, alpha, False,
+                                                            blocks=args.blocks)))
     if args.compile:
       rows.append((f"PyTorch compile, {tag}",
-                   torch_step_fn(args.width, images, labels, alpha, True)))
+                   torch_step_fn(args.width, images, labels, alpha, True,
+                                                 blocks=args.blocks)))
     rows.append((f"ours, float inputs, {tag}",
-                 jax_step_fn(args.width, images, labels, alpha, on_device_augment=False)))
+                 jax_step_fn(args.width, images, labels, alpha, on_device_augment=False,
+                             blocks=args.blocks)))
     rows.append((f"ours, uint8 + augment in step, {tag}",
-                 jax_step_fn(args.width, images, labels, alpha, on_device_augment=True)))
+                 jax_step_fn(args.width, images, labels, alpha, on_device_augment=True,
+                             blocks=args.blocks)))
   results = measure(rows, args.repeats)
-  print(f"PreAct ResNet-18 width {args.width}, batch {args.batch}, {args.threads} threads, "
+  print(f"PreAct ResNet width {args.width}, {args.blocks} blocks per stage, batch {args.batch}, {args.threads} threads, "
         f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__}, "
         f"median of {args.repeats}")
   print(table(results, args.batch, "PyTorch eager, ERM"))
