@@ -69,6 +69,9 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   for field in ("train_size", "test_size"):
     _require(_is_int(config.get(field, 0)) and config.get(field, 0) >= 0, field,
              f"must be an int >= 0 (0: the whole split), got {config.get(field)!r}.")
+  _require(config.get("train_subset", "leading") in data_lib.registry.TRAIN_SUBSETS,
+           "train_subset", f"must be one of {data_lib.registry.TRAIN_SUBSETS}, got "
+           f"{config.get('train_subset')!r}.")
   _require(_is_int(config.data_workers) and config.data_workers >= 0, "data_workers",
            f"must be an int >= 0, got {config.data_workers!r}.")
 

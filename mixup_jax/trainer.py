@@ -89,6 +89,7 @@ def build_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
         label_corruption_seed=config.get("label_corruption_seed", 0),
         train_size=config.get("train_size", 0),
         test_size=config.get("test_size", 0),
+        train_subset=config.get("train_subset", "leading"),
         **config.dataset_options.to_dict(),
     )
   except (ValueError, TypeError, FileNotFoundError) as e:

@@ -14,6 +14,7 @@ import pytest
 
 _ENTRIES = {  # entry -> (flags it must have, its --size values or None)
     "figure3_cpu": ({"out_dir", "data_dir", "runs_dir", "seeds"}, {"cpu", "smallest"}),
+    "figure3_regime": ({"out_dir", "data_dir", "runs_dir", "seeds"}, {"cpu", "smallest"}),
     "table2_cpu": ({"out_dir", "data_dir", "runs_dir", "seeds"}, {"cpu", "full", "smallest"}),
     "table5_cpu": ({"out_dir", "data_dir", "runs_dir", "seeds"}, {"cpu", "full", "smallest"}),
     "table3_figure3": ({"out_dir", "data_dir", "runs_dir", "seeds"}, None),

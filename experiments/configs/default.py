@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   # the fixed small subsets of CPU-scale runs (e.g. table2_cpu.py).
   config.train_size = 0
   config.test_size = 0
+  # Which train_size examples: 'leading' (the first ones, in the split's order) or
+  # 'balanced' (the first train_size / C of each of the C classes).
+  config.train_subset = "leading"
   config.data_workers = 0  # grain worker processes reading the training data
 
   # --- Model (mixup_jax.models.get_model) ---

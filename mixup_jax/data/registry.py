@@ -123,6 +123,10 @@ def register_dataset(name: str, builder: Builder | None = None):
   return decorator if builder is None else decorator(builder)
 
 
+_TRAIN_SUBSETS = {"leading": pipeline.leading, "balanced": pipeline.balanced}
+TRAIN_SUBSETS = tuple(_TRAIN_SUBSETS)
+
+
 def get_dataset(
     name: str,
     *,
@@ -132,6 +136,7 @@ def get_dataset(
     label_corruption_seed: int = 0,
     train_size: int = 0,
     test_size: int = 0,
+    train_subset: str = "leading",
     **options: Any,
 ) -> Dataset:
   """Builds the dataset registered as `name`.
@@ -150,6 +155,8 @@ def get_dataset(
     train_size, test_size: keep only the first this many examples of the train /
       test split (0: all), in the split's own order, before labels are
       corrupted: the small fixed subsets of CPU-scale runs.
+    train_subset: which train_size examples: 'leading' (the first ones) or
+      'balanced' (the first train_size / C of each class, `pipeline.balanced`).
     **options: dataset-specific options, see each builder's docstring.
 
   Returns:
@@ -157,12 +164,14 @@ def get_dataset(
   """
   if source not in SOURCES:
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
+  if train_subset not in TRAIN_SUBSETS:
+    raise ValueError(f"train_subset must be one of {TRAIN_SUBSETS}, got {train_subset!r}.")
   builder = _find_builder(name)
   dataset = builder(data_dir=data_dir, source=source, **options)
   if train_size or test_size:
     dataset = dataclasses.replace(
         dataset,
-        train=pipeline.leading(dataset.train, train_size, name="train_size")
+        train=_TRAIN_SUBSETS[train_subset](dataset.train, train_size, name="train_size")
         if train_size else dataset.train,
         test=pipeline.leading(dataset.test, test_size, name="test_size")
         if test_size else dataset.test)
