@@ -319,6 +319,44 @@ def compare_latent_mixing(model, torch_model, variables, images, lam: float = 0.
   return diffs
 
 
+def torch_sgd_params(torch_model, variables, images, labels, *, steps: int, lr: float,
+                     weight_decay: float, torch_dtype, like):
+  """The authors' loop body for `steps` ERM updates in `torch_dtype`, from `variables`.
+
+  Returns the parameters in our tree layout (`like`), as float32 NumPy arrays that
+  own their memory (the model's tensors are reused by the next call).
+  """
+  load_preact_resnet(torch_model, variables)
+  torch_model.to(torch_dtype).train()
+  optimizer = torch.optim.SGD(torch_model.parameters(), lr=lr, momentum=0.9,
+                              weight_decay=weight_decay)
+  half = images.shape[0] // max(steps, 1)
+  for s in range(steps):
+    rows = slice(s * half, (s + 1) * half)
+    optimizer.zero_grad()
+    inputs = nchw(images[rows]).to(torch_dtype)
+    loss = F.cross_entropy(torch_model(inputs), torch.from_numpy(labels[rows]).long())
+    loss.backward()
+    optimizer.step()
+  import jax  # pylint: disable=g-import-not-at-top
+
+  params = preact_resnet_params_from_torch(torch_model.float(), like)
+  return jax.tree.map(np.array, params)
+
+
+def torch_float32_drift(torch_model, variables, images, labels, *, steps: int = 2,
+                        lr: float = 0.1, weight_decay: float = 5e-4, like) -> float:
+  """Max |PyTorch float32 - PyTorch float64| over the parameters after `steps` updates:
+  how far this CPU's float32 arithmetic alone moves the authors' own code."""
+  import jax
+
+  kwargs = dict(steps=steps, lr=lr, weight_decay=weight_decay, like=like)
+  f32 = torch_sgd_params(torch_model, variables, images, labels, torch_dtype=torch.float32, **kwargs)
+  f64 = torch_sgd_params(torch_model, variables, images, labels, torch_dtype=torch.float64, **kwargs)
+  return max(jax.tree.leaves(jax.tree.map(
+      lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), f32, f64)))
+
+
 def compare_sgd_steps(model, torch_model, variables, images, labels, *, steps: int = 2,
                       lr: float = 0.1, weight_decay: float = 5e-4,
                       torch_dtype=torch.float64) -> float:
@@ -341,20 +379,12 @@ def compare_sgd_steps(model, torch_model, variables, images, labels, *, steps: i
   state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
   num_classes = int(model.num_classes)
   train_step = jax.jit(make_train_step(num_classes=num_classes))
-  load_preact_resnet(torch_model, variables)
-  torch_model.to(torch_dtype).train()
-  optimizer = torch.optim.SGD(torch_model.parameters(), lr=lr, momentum=0.9,
-                              weight_decay=weight_decay)
   half = images.shape[0] // max(steps, 1)
   for s in range(steps):
     rows = slice(s * half, (s + 1) * half)
     state, _ = train_step(state, {"image": images[rows], "label": labels[rows]})
-    optimizer.zero_grad()
-    inputs = nchw(images[rows]).to(torch_dtype)
-    loss = F.cross_entropy(torch_model(inputs), torch.from_numpy(labels[rows]).long())
-    loss.backward()
-    optimizer.step()
-  theirs = preact_resnet_params_from_torch(torch_model.float(), state.params)
+  theirs = torch_sgd_params(torch_model, variables, images, labels, steps=steps, lr=lr,
+                            weight_decay=weight_decay, torch_dtype=torch_dtype, like=state.params)
   diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))),
                        dict(state.params), theirs)
   return max(jax.tree.leaves(diffs))
