@@ -3,16 +3,24 @@
 import os
 import pathlib
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+from experiments import cpu_flags  # noqa: E402  (no JAX import)
+
+# 8 simulated devices, and collectives that wait for a device thread the loaded CPU
+# holds back instead of aborting the process after XLA's default 40 s.
+os.environ["XLA_FLAGS"] = cpu_flags.with_patient_collectives(
+    (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip())
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
-os.environ.setdefault("MIXUP_JAX_DATA_DIR", str(_REPO.parent / "shared" / "data"))
-# Absolute, so that subprocesses and notebook kernels started in other folders find it
-# (the README's command passes a relative ../shared/data).
-os.environ["MIXUP_JAX_DATA_DIR"] = str(pathlib.Path(os.environ["MIXUP_JAX_DATA_DIR"]).resolve())
+# Every test reads the small samples committed under tests/testdata (made by
+# tools/make_test_data.py), so that a fresh clone passes; the few tests that need the
+# complete datasets ask for `full_data_dir`, which is $MIXUP_JAX_DATA_DIR when set and
+# a skip otherwise. The variable is pointed at the samples for the library's own
+# default and for subprocesses and notebook kernels (absolute, as they start elsewhere).
+TEST_DATA_DIR = _REPO / "tests" / "testdata"
+_FULL = os.environ.get("MIXUP_JAX_DATA_DIR")
+FULL_DATA_DIR = pathlib.Path(_FULL).resolve() if _FULL else None
+os.environ["MIXUP_JAX_DATA_DIR"] = str(TEST_DATA_DIR)
 
 import jax  # noqa: E402  (imported after the flags above on purpose)
 import pytest  # noqa: E402
@@ -20,11 +28,23 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
-  """The offline copies of the paper's datasets (see docs/data.md)."""
-  path = pathlib.Path(os.environ["MIXUP_JAX_DATA_DIR"])
-  if not path.is_dir():
-    pytest.fail(f"MIXUP_JAX_DATA_DIR={path} is not a directory; point it at the offline data.")
-  return path
+  """The committed samples of the offline datasets (tests/testdata/README.md)."""
+  return TEST_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def full_data_dir() -> pathlib.Path:
+  """The complete offline datasets (docs/data.md), for tests whose point needs them.
+
+  Skips with a reason that names the variable when MIXUP_JAX_DATA_DIR is not set.
+  Pass the path on explicitly: the variable itself points at the samples.
+  """
+  if FULL_DATA_DIR is None:
+    pytest.skip("needs the complete datasets: set MIXUP_JAX_DATA_DIR (docs/data.md)")
+  if not FULL_DATA_DIR.is_dir():
+    pytest.fail(f"MIXUP_JAX_DATA_DIR={FULL_DATA_DIR} is not a directory; point it at the "
+                "offline data (docs/data.md) or unset it to skip the full-data tests.")
+  return FULL_DATA_DIR
 
 
 def pytest_sessionstart(session):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mixup_jax import attacks
+from mixup_jax import data
 from mixup_jax.data import augment
 
 SPACE = attacks.PixelSpace(mean=augment.CIFAR_MEAN, std=augment.CIFAR_STD)
@@ -19,14 +20,13 @@ def _linear(w, b):
 
 @pytest.fixture(scope="module")
 def cifar(data_dir):
-  """1,000 real CIFAR-10 images to fit on and 500 others to attack (inputs, labels).
-
-  Both come from the official test file of the offline copy.
-  """
-  test = np.load(data_dir / "cifar10" / "test_batch.npz")
-  images = np.asarray(augment.cifar_eval(jnp.asarray(test["image"][:1500])))
-  labels = test["label"][:1500].astype(np.int32)
-  return images[:1000], labels[:1000], images[1000:], labels[1000:]
+  """Real CIFAR-10 images: the sample's training images to fit on, its test images to
+  attack (inputs, labels)."""
+  dataset = data.get_dataset("cifar10", data_dir=data_dir)
+  def split(source):
+    images = np.asarray(augment.cifar_eval(jnp.asarray(source.arrays["image"])))
+    return images, source.arrays["label"].astype(np.int32)
+  return (*split(dataset.train), *split(dataset.test))
 
 
 def test_pixel_space_matches_the_cifar_normalisation():

@@ -1,7 +1,7 @@
 """End-to-end tests of `python -m experiments.main` on real CIFAR-10, in subprocesses.
 
 A shrunken smoke config (40 steps of batch 16, a width-8 CNN, evaluation on the
-10,000 test images at the end, a checkpoint every 10 steps) is run once without
+sample's 200 test images at the end, a checkpoint every 10 steps) is run once without
 interruption, and once stopped by SIGTERM at step 15, killed by SIGKILL at step 25
 and restarted: the restarted run must end bitwise identical. The processes share a
 persistent compilation cache, so only the first one pays for XLA compilation.
@@ -18,6 +18,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+
+from mixup_jax import data
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _SMALL = [
@@ -79,7 +81,8 @@ def clean_run(tmp_path_factory, env):
 def test_smoke_run_writes_results_metrics_and_tensorboard(clean_run):
   workdir, process = clean_run
   results = json.loads((workdir / "results.json").read_text())
-  assert results["final_step"] == 40 and results["steps_per_epoch"] == 50000 // 16
+  num_train = data.get_dataset("cifar10").num_train  # the committed sample
+  assert results["final_step"] == 40 and results["steps_per_epoch"] == num_train // 16
   assert results["config"]["model"] == "cifar_small_cnn"
   assert results["config"]["model_options"] == {"width": 8}
   assert 0 < results["final_test_error"] < 90  # better than chance on 10 classes

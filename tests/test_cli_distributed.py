@@ -23,6 +23,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from experiments import cpu_flags
+
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _STEPS = 20
 _SMALL = [
@@ -47,9 +49,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cache_env(tmp_path_factory):
-  """The subprocesses' environment, with a persistent XLA cache they share."""
+def cache_env(tmp_path_factory, full_data_dir):
+  """The subprocesses' environment, with a persistent XLA cache they share.
+
+  On the full training set (the tolerances below were measured there): on the
+  committed 500-image sample the two layouts' losses still agree (2e-6 at step 5) but
+  their momentum differs by 3 % at step 5, against 2e-7 on the full set, which these
+  tests cannot yet explain; tests/test_multiprocess.py checks the library's
+  multi-process step on the sample.
+  """
   env = {**os.environ,
+         "MIXUP_JAX_DATA_DIR": str(full_data_dir),
          "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("xla_cache")),
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
@@ -67,7 +77,8 @@ def _command(workdir, signal_at=None, signal_process=None):
 def _launch(workdir, env, *, processes, devices, signal_at=None, signal_process=None,
             kill_all_when_one_dies=False):
   """Runs the command in `processes` processes; returns [(returncode, log)]."""
-  env = {**env, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  env = {**env, "XLA_FLAGS": cpu_flags.with_patient_collectives(
+      f"--xla_force_host_platform_device_count={devices}")}
   port = _free_port()
   logs = [workdir.parent / f"{workdir.name}_process{i}_{port}.log" for i in range(processes)]
   workers = []

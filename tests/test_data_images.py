@@ -20,8 +20,8 @@ _CIFAR10_SHA256 = {
 _MNIST_TEST_PER_CLASS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def test_cifar10_offline_is_the_complete_official_dataset(data_dir):
-  ds = data.get_dataset("cifar10", data_dir=data_dir)
+def test_cifar10_offline_is_the_complete_official_dataset(full_data_dir):
+  ds = data.get_dataset("cifar10", data_dir=full_data_dir)
   assert (ds.num_train, ds.num_test, ds.num_classes, ds.input_shape) == (50000, 10000, 10, (32, 32, 3))
   for split in ("train", "test"):
     arrays = getattr(ds, split).arrays
@@ -37,8 +37,8 @@ def test_cifar10_offline_is_the_complete_official_dataset(data_dir):
 
 
 @pytest.mark.parametrize("label, num_classes", [("fine", 100), ("coarse", 20)])
-def test_cifar100_offline_subset(data_dir, label, num_classes):
-  ds = data.get_dataset("cifar100", data_dir=data_dir, label=label)
+def test_cifar100_offline_subset(full_data_dir, label, num_classes):
+  ds = data.get_dataset("cifar100", data_dir=full_data_dir, label=label)
   assert (ds.num_train, ds.num_test, ds.num_classes) == (486, 916, num_classes)
   assert len(ds.info["classes"]) == num_classes
   labels = np.concatenate([ds.train.arrays["label"], ds.test.arrays["label"]])
@@ -48,8 +48,8 @@ def test_cifar100_offline_subset(data_dir, label, num_classes):
   assert batch["image"].shape == (64, 32, 32, 3) and batch["image"].dtype == np.uint8
 
 
-def test_mnist_offline_counts_and_class_balance(data_dir):
-  ds = data.get_dataset("mnist", data_dir=data_dir)
+def test_mnist_offline_counts_and_class_balance(full_data_dir):
+  ds = data.get_dataset("mnist", data_dir=full_data_dir)
   assert (ds.num_train, ds.num_test, ds.input_shape) == (5000, 10000, (28, 28, 1))
   assert ds.train.arrays["image"].dtype == np.uint8 and ds.train.arrays["image"].shape == (5000, 28, 28, 1)
   assert np.bincount(ds.train.arrays["label"]).tolist() == [500] * 10

@@ -156,9 +156,11 @@ def test_eval_counts_every_example_once_with_a_mask(process_count):
 
 
 def test_eval_on_real_cifar_test_split(cifar):
-  masks = [batch["mask"] for batch in data.eval_batches(cifar.test, global_batch_size=4096)]
-  assert len(masks) == 3 and sum(int(m.sum()) for m in masks) == 10000
-  assert masks[-1].shape == (4096,) and int(masks[-1].sum()) == 10000 - 2 * 4096
+  n = cifar.num_test
+  batch_size = n // 2 - 4  # two full batches and one of 8 real rows
+  masks = [batch["mask"] for batch in data.eval_batches(cifar.test, global_batch_size=batch_size)]
+  assert len(masks) == 3 and sum(int(m.sum()) for m in masks) == n
+  assert masks[-1].shape == (batch_size,) and int(masks[-1].sum()) == 8
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -207,7 +209,7 @@ def test_registry_lists_every_paper_dataset_and_refuses_unknown_names():
 
 
 def test_read_array_reads_any_source(cifar):
-  assert pipeline.read_array(cifar.test, "label").shape == (10000,)
+  assert pipeline.read_array(cifar.test, "label").shape == (cifar.num_test,)
   wrapped = data.corruption.CorruptedLabels(_source(20), fraction=0.5, num_classes=7, seed=0)
   np.testing.assert_array_equal(pipeline.read_array(wrapped, "true_label"), np.arange(20) % 7)
 

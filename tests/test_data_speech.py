@@ -1,4 +1,8 @@
-"""Tests of mixup_jax.data.speech on 300 real v0.01 clips: splits, WAVs, spectrograms, TFDS."""
+"""Tests of mixup_jax.data.speech on real v0.01 clips: splits, WAVs, spectrograms, TFDS.
+
+The committed sample (tests/testdata) holds 50 clips; the official lists' counts and the
+300-clip offline subset are checked when MIXUP_JAX_DATA_DIR points at the full copies.
+"""
 
 import collections
 import re
@@ -27,20 +31,35 @@ def folder_splits(release):
 
 @pytest.fixture(scope="module")
 def clips(folder_splits):
-  """Every training clip: [205] int16 arrays of 12288..16000 samples."""
+  """Every training clip: int16 arrays of 12288..16000 samples."""
   train = folder_splits["train"]
   return [train[i]["audio"] for i in range(len(train))]
 
 
-def test_splits_follow_the_official_lists(release, folder_splits):
+def _check_splits_follow_the_lists(release, folder_splits):
+  validation = set((release / "validation_list.txt").read_text().split())
+  testing = set((release / "testing_list.txt").read_text().split())
+  paths = {split: {s.relpath(i) for i in range(len(s))} for split, s in folder_splits.items()}
+  on_disk = {str(p.relative_to(release)) for p in release.glob("*/*.wav")}
+  assert paths["validation"] == validation & on_disk and paths["test"] == testing & on_disk
+  assert paths["train"] == on_disk - validation - testing
+  return paths
+
+
+def test_splits_follow_the_lists(release, folder_splits):
+  paths = _check_splits_follow_the_lists(release, folder_splits)
+  assert {p.split("/")[0] for p in paths["train"]} == set(speech.WORDS)
+
+
+def test_full_subset_splits_follow_the_official_lists(full_data_dir):
+  release = full_data_dir / "speech_commands_subset" / "speech_commands_v0.01"
+  folder_splits = {split: speech.WavFolderSource(release, split) for split in speech.SPLITS}
   sizes = {split: len(source) for split, source in folder_splits.items()}
   assert sizes == {"train": 205, "validation": 44, "test": 51}
   validation = set((release / "validation_list.txt").read_text().split())
   testing = set((release / "testing_list.txt").read_text().split())
   assert len(validation) == 6798 and len(testing) == 6835  # the official v0.01 lists
-  paths = {split: {s.relpath(i) for i in range(len(s))} for split, s in folder_splits.items()}
-  assert paths["validation"] <= validation and paths["test"] <= testing
-  assert not paths["train"] & (validation | testing)
+  paths = _check_splits_follow_the_lists(release, folder_splits)
   per_word = collections.Counter(p.split("/")[0] for ps in paths.values() for p in ps)
   assert per_word == {word: 10 for word in speech.WORDS}
 
@@ -96,10 +115,10 @@ def test_jax_spectrogram_equals_numpy(clips):
   items = [waveform[i] for i in range(len(waveform))]
   audio = np.stack([item["audio"] for item in items])
   length = np.array([item["length"] for item in items])
-  assert audio.shape == (205, 16000) and (length < 16000).any()
+  assert audio.shape == (len(clips), 16000) and (length < 16000).any()
   got = np.asarray(speech.spectrogram_jax(audio, length))
   expected = np.stack([speech.spectrogram(c) for c in clips])
-  assert got.shape == (205, 161, 101) and got.dtype == np.float32
+  assert got.shape == (len(clips), 161, 101) and got.dtype == np.float32
   np.testing.assert_allclose(got, expected, atol=1e-4)
   nested = speech.spectrogram_jax(audio[:4].reshape(2, 2, 16000), length[:4].reshape(2, 2))
   np.testing.assert_allclose(np.asarray(nested).reshape(4, 161, 101), expected[:4], atol=1e-4)
@@ -143,16 +162,18 @@ def test_tfds_builder_from_folder_and_from_archive(release, folder_splits, tmp_p
       for i in range(0, len(expected), 7):
         np.testing.assert_array_equal(splits[split][i]["audio"], expected[i]["audio"])
         assert splits[split][i]["label"] == expected[i]["label"]
-    assert len(splits["train"]) == 205
+    assert len(splits["train"]) == len(folder_splits["train"])
   ds = data_lib.get_dataset("speech_commands", source="tfds", data_dir=tmp_path / "from_archive")
-  assert (ds.num_train, ds.num_validation, ds.num_test) == (205, 44, 51)
+  assert (ds.num_train, ds.num_validation, ds.num_test) == tuple(
+      len(folder_splits[s]) for s in ("train", "validation", "test"))
   expected = speech.spectrogram(folder_splits["test"][3]["audio"])
   np.testing.assert_array_equal(ds.test[3]["spectrogram"], expected)
 
 
-def test_registry_dataset_feeds_the_loader(data_dir, release):
+def test_registry_dataset_feeds_the_loader(data_dir, release, folder_splits):
   ds = data_lib.get_dataset("speech_commands", data_dir=data_dir, release=release)
-  assert (ds.num_train, ds.num_validation, ds.num_test) == (205, 44, 51)
+  assert (ds.num_train, ds.num_validation, ds.num_test) == tuple(
+      len(folder_splits[s]) for s in ("train", "validation", "test"))
   assert (ds.num_classes, ds.input_key, ds.input_shape) == (30, "spectrogram", (161, 101, 1))
   batch = next(data_lib.train_iterator(ds.train, global_batch_size=4, seed=0))
   assert batch["spectrogram"].shape == (4, 161, 101) and batch["label"].dtype == np.int32

@@ -36,7 +36,7 @@ def test_the_block_finder_finds_blocks():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_python_blocks_run(page, data_dir, tmp_path, monkeypatch):
-  del data_dir  # the fixture checks that $MIXUP_JAX_DATA_DIR is there
+  del data_dir  # the pages read the committed samples through $MIXUP_JAX_DATA_DIR
   monkeypatch.chdir(tmp_path)  # snippets that write files write them here
   namespace = {"__name__": f"docs_{page.stem}"}
   for line, source in python_blocks(page):

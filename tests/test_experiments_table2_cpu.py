@@ -23,7 +23,7 @@ def test_train_size_keeps_the_leading_examples_before_corrupting(data_dir):
   changed = np.mean(data_lib.read_array(small.train, "label")
                     != data_lib.read_array(small.train, "true_label"))
   assert 0.35 < changed < 0.55  # half redrawn, a tenth of those to the true class
-  with pytest.raises(ValueError, match="train_size=60000 exceeds the 50000 records"):
+  with pytest.raises(ValueError, match=f"train_size=60000 exceeds the {full.num_train} records"):
     data_lib.get_dataset("cifar10", data_dir=data_dir, train_size=60000)
   with pytest.raises(ValueError, match="test_size must be a positive int"):
     data_lib.get_dataset("cifar10", data_dir=data_dir, test_size=2.5)

@@ -87,8 +87,8 @@ def _train_and_test(model, train_set, test_set, *, steps, batch, alpha, latent):
   return float(np.mean(predictions == y_test)), losses, stages
 
 
-def test_scaled_preact_resnet_learns_cifar10_with_latent_mixing(data_dir):
-  train_set, test_set = _cifar10(data_dir, train_size=2560, test_size=1000)
+def test_scaled_preact_resnet_learns_cifar10_with_latent_mixing(full_data_dir):
+  train_set, test_set = _cifar10(full_data_dir, train_size=2560, test_size=1000)
   model = get_model("preact_resnet18", 10, width=8, blocks=1)
   accuracy, losses, stages = _train_and_test(
       model, train_set, test_set, steps=40, batch=64, alpha=0.2, latent=True
@@ -99,8 +99,8 @@ def test_scaled_preact_resnet_learns_cifar10_with_latent_mixing(data_dir):
   assert np.mean(losses[-10:]) < np.mean(losses[:10])
 
 
-def test_mnist_cnn_learns_mnist(data_dir):
-  images, labels = _mnist_test_set(data_dir)
+def test_mnist_cnn_learns_mnist(full_data_dir):
+  images, labels = _mnist_test_set(full_data_dir)
   model = get_model("mnist_cnn", 10, width=8)
   accuracy, _, _ = _train_and_test(
       model, (images[:2000], labels[:2000]), (images[8000:], labels[8000:]),
