@@ -20,3 +20,21 @@ def use_xnnpack() -> None:
   flags = os.environ.get("XLA_FLAGS", "")
   if "xnnpack" not in flags:
     os.environ["XLA_FLAGS"] = f"{flags} {XNNPACK}".strip()
+
+
+# XLA:CPU aborts the whole process when one simulated device reaches a collective long
+# after the others ("Termination timeout ... of 40 seconds exceeded ... only 7 of them
+# arrived"): measured on jaxlib 0.10.2 with one of 8 devices held back in a host
+# callback, a 45 s lag passes and a 300 s one aborts, reporting the default of 40 s. On a loaded
+# 2-core machine running 8 devices and other processes, a device thread can lag that
+# long, so the tests and multi-device CPU runs wait instead (the warning after 120 s
+# still says which collective is waiting).
+PATIENT_COLLECTIVES = ("--xla_cpu_collective_call_terminate_timeout_seconds=900 "
+                       "--xla_cpu_collective_call_warn_stuck_timeout_seconds=120")
+
+
+def with_patient_collectives(xla_flags: str) -> str:
+  """`xla_flags` plus PATIENT_COLLECTIVES, unless they already set the termination timeout."""
+  if "collective_call_terminate_timeout" in xla_flags:
+    return xla_flags
+  return f"{xla_flags} {PATIENT_COLLECTIVES}".strip()

@@ -151,9 +151,11 @@ def _main() -> None:
   parser.add_argument("--init_file", type=pathlib.Path, default=None)
   args = parser.parse_args()
 
-  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.local_devices}"
-  os.environ["JAX_PLATFORMS"] = "cpu"
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+  from experiments import cpu_flags
+  os.environ["XLA_FLAGS"] = cpu_flags.with_patient_collectives(
+      f"--xla_force_host_platform_device_count={args.local_devices}")
+  os.environ["JAX_PLATFORMS"] = "cpu"
   import numpy as np
 
   from mixup_jax import parallel

@@ -18,6 +18,8 @@ import nbformat
 from nbclient import NotebookClient
 import pytest
 
+from experiments import cpu_flags
+
 _COLABS = pathlib.Path(__file__).resolve().parents[1] / "colabs"
 NOTEBOOKS = ("quickstart", "multi_device", "toy_and_gan", "uci_tables")
 # A hang guard per notebook, not a speed target: each runs in a minute or two.
@@ -85,7 +87,8 @@ def test_runs_end_to_end_on_small_settings(name, data_dir, tmp_path):
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MIXUP_JAX_INSTALL")}
   env.update(
       MIXUP_JAX_SMALL="1", MIXUP_JAX_DATA_DIR=str(data_dir), JAX_PLATFORMS="cpu",
-      XLA_FLAGS="--xla_backend_optimization_level=0", TMPDIR=str(tmp_path))
+      XLA_FLAGS=cpu_flags.with_patient_collectives("--xla_backend_optimization_level=0"),
+      TMPDIR=str(tmp_path))
   deadline = time.monotonic() + _NOTEBOOK_TIMEOUT_S
   client = NotebookClient(
       notebook,
@@ -94,3 +97,28 @@ def test_runs_end_to_end_on_small_settings(name, data_dir, tmp_path):
       resources={"metadata": {"path": str(_COLABS)}},
   )
   client.execute(env=env)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_install_cell_keeps_the_installed_jax(name, monkeypatch):
+  """On Colab a plain `pip install` may replace the accelerator's jax with a CPU build:
+  the cell pins the jax and jaxlib that are there."""
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  cell = next(c for c in _read(name).cells if "MIXUP_JAX_INSTALL = " in c.source)
+  calls = []
+
+  def fake_run(args, **kwargs):
+    del kwargs
+    constraints = pathlib.Path(args[args.index("-c") + 1]).read_text() if "-c" in args else ""
+    calls.append((list(args), constraints))
+    return subprocess.CompletedProcess(args, 0)
+
+  monkeypatch.setattr(subprocess, "run", fake_run)
+  monkeypatch.setenv("MIXUP_JAX_INSTALL", "mixup_jax @ git+https://example.invalid/mixup_jax")
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # restored afterwards
+  monkeypatch.setattr("sys.path", list(__import__("sys").path))
+  exec(compile(cell.source, f"{name}.ipynb:install", "exec"), {"__name__": "install_cell"})  # pylint: disable=exec-used
+  assert len(calls) == 1 and calls[0][0][-1].endswith("example.invalid/mixup_jax"), calls
+  for dist in ("jax", "jaxlib"):
+    assert f"{dist}=={importlib.metadata.version(dist)}\n" in calls[0][1], calls
