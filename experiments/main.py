@@ -111,17 +111,40 @@ def _initialize_distributed() -> None:
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
 
+def _exit_usage(message: str) -> None:
+  print(message, file=sys.stderr)
+  sys.exit(2)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a one-line error for an override of an unknown field."""
+  """absl's flag parsing, with a one-line error and status 2 for every command-line slip.
+
+  An override of an unknown field, a value of the wrong type, a missing required flag,
+  an unknown flag or a config file that cannot be loaded all stop here, before JAX
+  starts, as a bad config value does.
+  """
   try:
-    return flags.FLAGS(argv)
-  except (KeyError, AttributeError) as e:  # what ml_collections raises for it
+    rest = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # the file loads lazily, and reports a failure on first use: now
+  except (KeyError, AttributeError) as e:  # what ml_collections raises for an unknown field
     while isinstance(e.args[0] if e.args else None, BaseException):
       e = e.args[0]  # AttributeError(KeyError(message))
     field, *hint = str(e.args[0] if e.args else e).split("\n")
-    print(f"Invalid config override: the config has no field {field}." +
-          "".join(" " + line for line in hint), file=sys.stderr)
-    sys.exit(2)
+    _exit_usage(f"Invalid config override: the config has no field {field}." +
+                "".join(" " + line for line in hint))
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if "Traceback (most recent call last):" in lines:  # the config file's own error
+      _exit_usage(f"Invalid --config: {lines[-1]}")
+    _exit_usage(f"Invalid command line: {' '.join(lines)} (see python -m experiments.main "
+                "--help).")
+  except OSError as e:
+    while e.__cause__ is not None:  # the load failure behind "not available"
+      e = e.__cause__
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    _exit_usage(f"Invalid --config: {lines[-1] if lines else e} (a path such as "
+                "experiments/configs/smoke.py, relative to the current folder).")
+  return rest
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 from absl import logging
 from etils import epath
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 try:  # grain registers its Orbax handler only when Orbax is importable.
@@ -70,6 +71,11 @@ def as_path(path: PathLike) -> epath.Path:
   path = epath.Path(path)
   return path if str(path).startswith(("gs://", "s3://", "az://", "hf://")) else epath.Path(
       os.path.abspath(path))
+
+
+def _first_line(error: BaseException) -> str:
+  """An error's first line: Orbax appends whole tensorstore specs to shape mismatches."""
+  return (str(error).strip().splitlines() or [""])[0]
 
 
 def _is_deterministic_read_failure(error: BaseException) -> bool:
@@ -205,6 +211,47 @@ class Checkpointer:
       return None
     return (min(scored) if self.best_mode == "min" else max(scored))[1]
 
+  def saved_config(self, step: int | None = None) -> dict[str, Any] | None:
+    """The config saved with the checkpoint at `step` (default: the latest), or None.
+
+    Read on its own, without the state: it names what changed when a state no longer
+    fits the run that tries to resume it.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None or not (self.step_path(step) / _CONFIG).is_dir():
+      return None
+    out = self._manager.restore(step, args=ocp.args.Composite(**{_CONFIG: ocp.args.JsonRestore()}))
+    return out[_CONFIG]
+
+  def state_mismatches(self, step: int, state_template: PyTree) -> list[str] | None:
+    """Where the saved state at `step` differs from `state_template` in tree, shape or dtype.
+
+    Read from the checkpoint's metadata, before any restore (a failed Orbax restore
+    leaves its asynchronous reads behind). None when the metadata cannot be read: the
+    restore then decides, falling back past a broken checkpoint as usual.
+    """
+    try:
+      saved = ocp.StandardCheckpointer().metadata(self.step_path(step) / _STATE).item_metadata
+    except Exception:  # pylint: disable=broad-except: unreadable is restore_latest's case
+      return None
+    def name(entry) -> str:  # a dataclass field and a dict key of the same name agree
+      for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+          return str(getattr(entry, attr))
+      return str(entry)
+
+    def flat(tree):
+      return {".".join(name(e) for e in path): leaf for path, leaf in
+              jax.tree_util.tree_leaves_with_path(tree)}
+    saved, wanted = flat(saved), flat(state_template)
+    out = [f"{k}: not in the checkpoint" for k in sorted(set(wanted) - set(saved))]
+    out += [f"{k}: only in the checkpoint" for k in sorted(set(saved) - set(wanted))]
+    for k in sorted(set(saved) & set(wanted)):
+      old, new = saved[k], wanted[k]
+      if tuple(old.shape) != tuple(new.shape) or np.dtype(old.dtype) != np.dtype(new.dtype):
+        out.append(f"{k}: saved {old.dtype}{list(old.shape)}, now {new.dtype}{list(new.shape)}")
+    return out
+
   def step_path(self, step: int) -> epath.Path:
     """The directory of the checkpoint at `step`."""
     return self.directory / str(step)
@@ -235,7 +282,7 @@ class Checkpointer:
       except Exception as e:  # pylint: disable=broad-except: sorted just below
         if not _is_deterministic_read_failure(e):
           raise  # a transient I/O error: the checkpoint may be fine, keep it
-        failures.append((step, f"{type(e).__name__}: {e}"))
+        failures.append((step, f"{type(e).__name__}: {_first_line(e)}"))
         older = [s for s in steps if s < step]
         logging.warning("Checkpoint %s is unreadable (%s); falling back to %s.",
                         self.step_path(step), failures[-1][1],

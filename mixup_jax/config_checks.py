@@ -8,12 +8,14 @@ documents them and a test checks that the two agree.
 
 from __future__ import annotations
 
+import difflib
 import math
 
 import jax
 import ml_collections
 
 from mixup_jax import _checks
+from mixup_jax import config_defaults
 from mixup_jax import data as data_lib
 from mixup_jax import mixing as mixing_lib
 from mixup_jax import models as models_lib
@@ -41,14 +43,42 @@ def _require(ok: bool, field: str, message: str) -> None:
 _is_int, _is_number = _checks.is_int, _checks.is_number
 
 
+# Fields whose keys are options of the chosen model or dataset builder, not schema.
+_FREE_FORM = ("model_options", "dataset_options")
+
+
+def unknown_fields(config, schema, prefix: str = "") -> list[str]:
+  """Messages for each field of `config` that `schema` lacks, with the closest name."""
+  messages = []
+  for key in config.keys():
+    name = f"{prefix}{key}"
+    if key not in schema:
+      close = difflib.get_close_matches(key, list(schema.keys()), n=1)
+      hint = f"did you mean config.{prefix}{close[0]}?" if close else (
+          "see mixup_jax/config_defaults.py for the fields.")
+      messages.append(f"config.{name}: unknown field; {hint}")
+    elif isinstance(schema[key], ml_collections.ConfigDict) and key not in _FREE_FORM:
+      value = config[key]
+      if isinstance(value, (dict, ml_collections.ConfigDict)):
+        messages += unknown_fields(value, schema[key], f"{name}.")
+  return messages
+
+
 def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = True) -> None:
   """Raises ConfigError, naming the field, for any value the run cannot use.
+
+  A field that mixup_jax/config_defaults.py does not define (a typo such as
+  `mixup.alhpa`) is refused with the closest known name, from Python as from the
+  command line.
 
   Args:
     config: a config like experiments/configs/default.py.
     check_names: also check that `config.dataset` and `config.model` are
       registered names (run_training skips this: it receives them built).
   """
+  unknown = unknown_fields(config, config_defaults.default_config())
+  if unknown:
+    raise ConfigError("; ".join(unknown))
   if check_names:
     datasets = data_lib.list_datasets()
     _require(config.dataset in datasets, "dataset",

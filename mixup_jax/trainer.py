@@ -56,8 +56,10 @@ from mixup_jax import parallel
 from mixup_jax import train as train_lib
 # The config checks live in their own module; re-exported, as they are part of the
 # loop's interface (`trainer.validate_config(config)`, `except trainer.ConfigError`).
-from mixup_jax.config_checks import (  # pylint: disable=unused-import
-    OPTIMIZERS, PAIRINGS, PARALLEL_MODES, SCHEDULES, ConfigError, validate_config)
+from mixup_jax.config_checks import (  # noqa: F401  (re-exported)
+    OPTIMIZERS, PAIRINGS, PARALLEL_MODES, SCHEDULES, ConfigError, unknown_fields,
+    validate_config)
+from mixup_jax.config_defaults import default_config  # noqa: F401  (re-exported)
 
 # A hook is called on the host after every train step with the number of
 # updates done and the (not yet synchronised) train state.
@@ -209,6 +211,7 @@ def run_training(
   if workdir is not None and jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
   dp = parallel.DataParallel.create(config.parallel)
+  _check_model_axis(config, model, dp.axis_name)
   try:
     steps_per_epoch = data_lib.steps_per_epoch(dataset.num_train, config.batch_size)
   except ValueError as e:
@@ -236,8 +239,8 @@ def run_training(
   if workdir is not None:
     ckpt = checkpoint_lib.Checkpointer(
         workdir / "checkpoints", max_to_keep=config.max_checkpoints_to_keep,
-        best_metric="test_error")
-    restored = ckpt.restore_latest({"train_state": carry["train_state"]}, train_iter)
+        best_metric=_selection_metric(dataset).replace("/", "_"))
+    restored = _restore_or_name_the_changes(ckpt, carry, train_iter, config_json, workdir)
     if restored is not None:
       history, start_step = restored.history, restored.step
       carry = {"train_state": restored.state["train_state"],
@@ -299,7 +302,8 @@ def run_training(
                   data_iter=train_iter, config=config_json,
                   extra={"wall_time_s": wall_time(),
                          "meter": loop_outputs.meter_to_json(checked_meter(step))},
-                  metrics={"test_error": eval_record["test/error"]} if eval_record else None)
+                  metrics=({_selection_metric(dataset).replace("/", "_"):
+                            eval_record[_selection_metric(dataset)]} if eval_record else None))
       progress.set_status(latest.status())
       progress.update(step, force=last or step % config.log_every_steps == 0)
       if preempted and not last:
@@ -479,17 +483,69 @@ def _evaluate(dp, eval_step, state, source, dataset, batch_size: int) -> dict[st
   return train_lib.eval_metrics_from_sums(dp.get_metrics(total))
 
 
+def _check_model_axis(config, model, axis_name: str | None) -> None:
+  """A per-device step needs a model that averages its BatchNorm statistics over devices.
+
+  Under pmap or shard_map each device runs its own copy of the model: built without
+  `axis_name`, its BatchNorm keeps per-device statistics and only device 0's would be
+  saved and evaluated, silently. Models without the option (no BatchNorm) pass.
+  """
+  built_with = getattr(model, "axis_name", axis_name)
+  if axis_name is not None and built_with != axis_name:
+    raise ConfigError(
+        f"config.parallel={config.parallel!r} runs one copy of the model per device, but the "
+        f"model was built with axis_name={built_with!r}: its BatchNorm statistics would differ "
+        f"per device and only device 0's be kept. Build it with axis_name={axis_name!r} "
+        "(trainer.build_model(config, num_classes, parallel.AXIS_NAME) does), or use "
+        "config.parallel='sharded'.")
+
+
+def _restore_or_name_the_changes(ckpt, carry, train_iter, config_json, workdir):
+  """ckpt.restore_latest; a checkpoint that no longer fits a changed config is a ConfigError.
+
+  A changed width or batch size makes the saved state or input iterator unrestorable;
+  Orbax then says so in a tree diff. The checkpoint holds the config it was saved
+  with, so the error names the changed fields and the two ways out instead.
+  """
+  template = {"train_state": carry["train_state"]}
+  step = ckpt.latest_step()
+  mismatches = ckpt.state_mismatches(step, template) if step is not None else None
+  if mismatches:
+    changes = _config_changes(ckpt.saved_config(step), config_json) or "no config field"
+    ckpt.close()
+    raise ConfigError(
+        f"the checkpoint in {workdir} was saved by a run with another config and does not fit "
+        f"this one (changed: {changes}; state: {mismatches[0]}"
+        f"{f' and {len(mismatches) - 1} more' if len(mismatches) > 1 else ''}); rerun with the "
+        "checkpoint's values to resume it, or give the changed run its own --workdir.")
+  try:
+    return ckpt.restore_latest(template, train_iter)
+  except Exception as e:  # pylint: disable=broad-except: re-raised unless a config changed
+    changes = _config_changes(ckpt.saved_config(), config_json)
+    if not changes:
+      raise
+    ckpt.close()
+    raise ConfigError(
+        f"the checkpoint in {workdir} was saved by a run with another config and could not be "
+        f"restored into this one (changed: {changes}); rerun with the checkpoint's values to "
+        "resume it, or give the changed run its own --workdir.") from e
+
+
+def _config_changes(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
+  """'field (old -> new), ...' for every field that differs, '' if none (or no saved config)."""
+  if saved is None:
+    return ""
+  old, new = _flatten(saved), _flatten(current)
+  return ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})"
+                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+
+
 def _log_config_changes(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> None:
   """Warns about every field that differs from the config of the checkpointed run."""
-  if saved is None:
-    return
-  changed = sorted(
-      k for k in set(_flatten(saved)) | set(_flatten(current))
-      if _flatten(saved).get(k) != _flatten(current).get(k))
-  if changed:
+  changes = _config_changes(saved, current)
+  if changes:
     logging.warning("Resuming a run whose config differed in %s: the resumed run uses the new "
-                    "values.", ", ".join(f"{k} ({_flatten(saved).get(k)!r} -> "
-                                         f"{_flatten(current).get(k)!r})" for k in changed))
+                    "values.", changes)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -511,8 +567,20 @@ def _median_last_epochs(evals, steps_per_epoch: int, count: int) -> float | None
   return statistics.median(at_epoch_end[-count:]) if at_epoch_end else None
 
 
+def _selection_metric(dataset: data_lib.Dataset) -> str:
+  """What ranks the kept "best" checkpoint: the validation error where there is a
+  validation split (Speech Commands), so that no model is selected on the test set;
+  else the test error, the CIFAR papers' own protocol."""
+  return "validation/error" if dataset.validation is not None else "test/error"
+
+
 def _results(history, ckpt, step, total, steps_per_epoch, wall_time, config_json) -> dict[str, Any]:
-  """The summary written to results.json (errors in percent)."""
+  """The summary written to results.json (errors in percent).
+
+  With a validation split, the step of lowest validation error is also reported with
+  the test error there (`test_error_at_best_validation`): the honest model-selection
+  number, beside the best test error that the papers report.
+  """
   evals = [r for r in history if "test/error" in r]
   final = evals[-1]
   best = min(evals, key=lambda r: r["test/error"])  # the earliest among ties
@@ -530,6 +598,11 @@ def _results(history, ckpt, step, total, steps_per_epoch, wall_time, config_json
   for key in ("test/top5_error", "validation/error", "validation/top5_error"):
     if key in final:
       results["final_" + key.replace("/", "_")] = final[key]
+  if "validation/error" in final:
+    chosen = min(evals, key=lambda r: r["validation/error"])  # the earliest among ties
+    results.update(best_validation_error=chosen["validation/error"],
+                   best_validation_step=chosen["step"], best_validation_epoch=chosen["epoch"],
+                   test_error_at_best_validation=chosen["test/error"])
   results.update(
       final_step=step, num_train_steps=total, steps_per_epoch=steps_per_epoch,
       wall_time_s=wall_time,

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -186,7 +185,7 @@ def test_no_file_cites_a_reference_sheet_users_do_not_have():
 
 def _documented_choices(comment_fragment: str) -> set[str]:
   """The quoted names in the default config's comment lines around a field."""
-  source = (_REPO / "experiments" / "configs" / "default.py").read_text()
+  source = (_REPO / "mixup_jax" / "config_defaults.py").read_text()
   block = source[source.index(comment_fragment):]
   block = block[:block.index("\n  config.", 1) + 1]
   return set(re.findall(r"'([a-z_0-9]+)'", block))

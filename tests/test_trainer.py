@@ -3,9 +3,11 @@
 The subprocess tests (SIGKILL, the command line) are in test_cli.py.
 """
 
+import dataclasses
 import json
 import logging
 import os
+import pathlib
 import signal
 
 import jax
@@ -15,6 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments.configs import default
+from mixup_jax import checkpoint
 from mixup_jax import data
 from mixup_jax import models
 from mixup_jax import trainer
@@ -218,3 +221,32 @@ def test_default_config_is_the_papers_cifar10_recipe():
       jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32), train=False))
   num_params = sum(np.prod(x.shape) for x in jax.tree.leaves(shapes["params"]))
   assert round(num_params / 1e6, 2) == 11.17
+
+
+def test_a_validation_split_ranks_the_kept_checkpoint(tmp_path, iris):
+  """With a validation split no model is selected on the test set."""
+  rows = np.arange(0, iris.num_train, 2)
+  validation = data.ArraySource({k: v[rows] for k, v in iris.train.arrays.items()})
+  config = _config(eval_every_steps=5, checkpoint_every_steps=5, max_checkpoints_to_keep=1)
+  results = _run(config, tmp_path, dataclasses.replace(iris, validation=validation))
+  evals = [r for r in results["history"] if "validation/error" in r]
+  chosen = min(evals, key=lambda r: r["validation/error"])
+  assert (results["best_validation_step"], results["test_error_at_best_validation"]) == (
+      chosen["step"], chosen["test/error"])
+  best = pathlib.Path(results["best_checkpoint"])
+  assert best.name == str(chosen["step"]) and best.exists()
+  with checkpoint.Checkpointer(tmp_path / "checkpoints", best_metric="validation_error") as ckpt:
+    assert ckpt.best_step() == chosen["step"]
+
+
+def test_a_per_device_step_refuses_a_model_without_axis_name(tmp_path, data_dir):
+  cifar = data.get_dataset("cifar10", data_dir=data_dir, train_size=64, test_size=32)
+  config = _config(dataset="cifar10", model="preact_resnet18", parallel="pmap", batch_size=16)
+  config.model_options = ml_collections.ConfigDict({"width": 4})
+  for parallel_mode in ("pmap", "shard_map"):
+    config.parallel = parallel_mode
+    model = trainer.build_model(config, cifar.num_classes)  # no axis_name
+    with pytest.raises(trainer.ConfigError, match="built with axis_name=None"):
+      trainer.run_training(config, tmp_path, dataset=cifar, model=model)
+  model = trainer.build_model(config, cifar.num_classes, axis_name="data")
+  assert model.axis_name == "data"
