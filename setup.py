@@ -38,6 +38,7 @@ _TEST = _EXPERIMENTS + [
     "nbmake>=1.5",  # executes the notebooks in colabs/
     "nbclient>=0.9",  # (comes with nbmake; the notebook test imports it directly)
     "nbformat>=5.9",
+    "ruff>=0.6",  # the linter; ruff.toml holds the rules the code follows
 ]
 
 setuptools.setup(
@@ -48,7 +49,11 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["mixup_jax", "mixup_jax.*", "experiments", "experiments.*"]),
+    # The library only: experiments/, benchmarks/ and tools/ run from a checkout
+    # (`python -m experiments.main` in its root), so that no top-level `experiments`
+    # package lands in users' environments beside their own.
+    packages=setuptools.find_packages(include=["mixup_jax", "mixup_jax.*"]),
+    package_data={"mixup_jax": ["py.typed"]},
     install_requires=_CORE,
     extras_require={
         "experiments": _EXPERIMENTS,

@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 

@@ -179,7 +179,7 @@ def verdict_lines(stats: dict[str, Any]) -> list[str]:
         + ("it memorised them, the regime of the table." if reached else
            f"it did NOT memorise them (threshold {MEMORISED:g} %): the rows below are outside "
            "the table's regime."))
-    gap = [l - b for l, b in zip(erm["final_test_error"]["per_seed"],
+    gap = [last - best for last, best in zip(erm["final_test_error"]["per_seed"],
                                  erm["best_test_error"]["per_seed"])]
     rise, paper_rise = sum(gap) / len(gap), erm["paper"]["last"] - erm["paper"]["best"]
     lines.append(f"  - ERM's last minus best test error: {rise:+.1f} points (paper: "
