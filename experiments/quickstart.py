@@ -3,8 +3,9 @@ r"""mixup against ERM in a few minutes, offline, with no data to download.
   python -m experiments.quickstart
 
 trains, on the CPU, two small experiments on data that ships with the
-installed packages, prints a comparison table and saves a figure
-(experiments/results/quickstart/{quickstart.png, results.json}):
+installed packages, prints a comparison table and saves a figure and results.json in --out_dir (default
+$MIXUP_JAX_RUNS_DIR/quickstart, never the committed experiments/results/quickstart/,
+which `--out_dir=experiments/results/quickstart` regenerates):
 
 1. Handwritten digits (scikit-learn's `load_digits`: 1,797 8x8 images of 10
    digits, pixel values / 16; a stratified 80/20 split with seed 0). An MLP with
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import tempfile
 import time
@@ -34,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import cifar_runs
 from experiments import seed_sweep
 from experiments import toy_figure1b
 from mixup_jax import models
@@ -91,15 +94,16 @@ def run_digits(settings: Settings) -> dict[str, Any]:
     fit = seed_sweep.make_fit(model, num_classes=10, alpha=alpha, num_epochs=settings.num_epochs,
                               batch_size=settings.batch_size)
     errors = np.asarray(fit(keys, *train, {"test": test})["test"], np.float64)
+    std = float(errors.std(ddof=1)) if seeds > 1 else 0.0
     out[method] = {"per_seed": [round(float(e), 3) for e in errors], "mean": float(errors.mean()),
-                   "std": float(errors.std(ddof=1)) if seeds > 1 else 0.0}
-    print(f"digits {method:>5}: test error {out[method]['mean']:.2f} +- {out[method]['std']:.2f} %",
-          flush=True)
+                   "std": std, "se": std / math.sqrt(seeds)}
+    print(f"digits {method:>5}: test error {out[method]['mean']:.2f} +- {out[method]['se']:.2f} % "
+          f"(mean +- standard error over {seeds} seeds)", flush=True)
   out["num_train"], out["num_test"] = len(data["train"][1]), len(data["test"][1])
   return out
 
 
-def run(settings: Settings, out_dir: str | pathlib.Path | None = RESULTS_DIR) -> dict[str, Any]:
+def run(settings: Settings, out_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
   """Both experiments; prints the table and writes quickstart.png and results.json."""
   start = time.time()
   digits = run_digits(settings)
@@ -122,11 +126,11 @@ def table(results: dict[str, Any]) -> str:
   """The comparison, as a markdown table."""
   d, t = results["digits"], results["toy"]
   s = results["settings"]
-  pm = lambda r: f"{r['mean']:.2f} +- {r['std']:.2f}"
+  pm = lambda r: f"{r['mean']:.2f} +- {r['se']:.2f}"  # standard errors, as every table
   rows = [
       "| experiment | number | ERM | mixup |",
       "|---|---|---|---|",
-      f"| digits, MLP, {s['num_seeds']} seeds (alpha {s['alpha']:g}) | test error (%) "
+      f"| digits, MLP, {s['num_seeds']} seeds (alpha {s['alpha']:g}) | test error (%, mean +- SE) "
       f"| {pm(d['erm'])} | {pm(d['mixup'])} |",
       f"| 2-D toy (alpha {s['toy']['alpha']:g}) | test error (%) "
       f"| {t['erm']['test_error']:.2f} | {t['mixup']['test_error']:.2f} |",
@@ -167,10 +171,18 @@ def plot(
   plt.close(fig)
 
 
+def default_out_dir(size: str) -> pathlib.Path:
+  """Where a run writes without --out_dir: outside the checkout, so a clone stays clean."""
+  if size == "smallest":
+    return pathlib.Path(tempfile.mkdtemp(prefix="quickstart_smallest_"))
+  return cifar_runs.DEFAULT_RUNS_DIR / "quickstart"
+
+
 def _define_flags() -> None:
   flags.DEFINE_string("out_dir", None, "Where the figure and results.json go (default: "
-                      "experiments/results/quickstart/; a new temporary folder for "
-                      "--size=smallest).")
+                      "$MIXUP_JAX_RUNS_DIR/quickstart; a new temporary folder for "
+                      "--size=smallest). --out_dir=experiments/results/quickstart rewrites "
+                      "the committed results.")
   flags.DEFINE_enum("size", "full", ["full", "smallest"],
                     "full: the committed results; smallest: a few steps of each, for tests.")
 
@@ -179,8 +191,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
-  out_dir = args.out_dir or (
-      tempfile.mkdtemp(prefix="quickstart_smallest_") if args.size == "smallest" else RESULTS_DIR)
+  out_dir = args.out_dir or default_out_dir(args.size)
   results = run(small_settings() if args.size == "smallest" else Settings(), out_dir)
   print()
   print(table(results))

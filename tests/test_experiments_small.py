@@ -190,6 +190,13 @@ def test_quickstart_small_runs_with_no_data_directory(tmp_path, monkeypatch):
   table = quickstart.table(results)
   assert "digits" in table and "band" in table
   assert 0 < (tmp_path / "quickstart.png").stat().st_size < 300_000
+  for method in ("erm", "mixup"):  # the table's +- is a standard error, as everywhere
+    r = results["digits"][method]
+    assert r["se"] == pytest.approx(r["std"] / np.sqrt(len(r["per_seed"])))
+    assert f"{r['mean']:.2f} +- {r['se']:.2f}" in table
+  for size in ("full", "smallest"):  # never over the committed results
+    assert quickstart.RESULTS_DIR.resolve() not in (
+        quickstart.default_out_dir(size).resolve(), *quickstart.default_out_dir(size).resolve().parents)
 
 
 @pytest.mark.parametrize("variant", speech_config.VARIANTS)
