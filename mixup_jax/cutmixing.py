@@ -27,6 +27,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from mixup_jax import _checks
 from mixup_jax import mixing as mixing_lib
 from mixup_jax.mixing import Granularity, Mixing, Pairing
 
@@ -278,6 +279,18 @@ def cutmix(
   return (x_cut, y_cut, cut) if return_cutmix else (x_cut, y_cut)
 
 
+def _switch_probability(mixup_alpha, cutmix_alpha, switch_prob):
+  """How likely CutMix is, as timm's Mixup: switch_prob when both methods are on, 1 when
+  only CutMix is, 0 when only mixup is (every batch is then mixed by the one that is
+  on). With both off nothing is mixed and switch_prob is kept, so the draw is the one
+  it always was. Works on traced alphas (the train step's warm-up)."""
+  if _checks.is_number(mixup_alpha) and _checks.is_number(cutmix_alpha):
+    mix_on, cut_on = mixup_alpha > 0, cutmix_alpha > 0
+    return switch_prob if mix_on == cut_on else float(cut_on)
+  mix_on, cut_on = jnp.asarray(mixup_alpha) > 0, jnp.asarray(cutmix_alpha) > 0
+  return jnp.where(mix_on == cut_on, switch_prob, cut_on.astype(jnp.float32))
+
+
 def sample_switch(
     rng: jax.Array,
     batch_size: int,
@@ -299,7 +312,9 @@ def sample_switch(
 
   Returns:
     (mixup, cut, use_cutmix): use_cutmix is [B] bool, drawn with probability
-    `switch_prob` once per batch, per row or per group (`granularity`); the
+    `switch_prob` once per batch, per row or per group (`granularity`) when both
+    alphas are > 0, and always True (False) when only cutmix_alpha (mixup_alpha)
+    is, as timm's Mixup; the
     CutMixing's `.mixing` already holds, row by row, the weights of the method
     chosen, so `mix_targets(cut.mixing, y)` gives the targets of the switched batch.
   """
@@ -316,9 +331,10 @@ def sample_switch(
   groups = cut.mixing.num_groups
   group_size = batch_size // groups
   group_ids = mixing_lib._group_index(axis_name, num_groups)  # pylint: disable=protected-access
+  cutmix_prob = _switch_probability(mixup_alpha, cutmix_alpha, switch_prob)
   use_cutmix = mixing_lib._draw_at_granularity(  # pylint: disable=protected-access
       jax.random.fold_in(rng, _SWITCH), granularity, groups, group_size,
-      lambda key, n: jax.random.bernoulli(key, switch_prob, (n,)), group_ids)
+      lambda key, n: jax.random.bernoulli(key, cutmix_prob, (n,)), group_ids)
   use_cutmix = mixing_lib._per_row(use_cutmix, granularity, groups, group_size)  # pylint: disable=protected-access
   weights = jnp.where(use_cutmix[:, None], cut.mixing.weights, mix_weights)
   return mixup, cut.replace(mixing=cut.mixing.replace(weights=weights)), use_cutmix

@@ -226,3 +226,22 @@ def test_config_fields_reach_the_train_step():
   config.mixup.stages = (2,)
   with pytest.raises(trainer.ConfigError, match="mixup.cutmix_alpha"):
     trainer.validate_config(config)
+
+
+@pytest.mark.parametrize("mixup_alpha, cutmix_alpha, expected", [
+    (1.0, 0.0, False), (0.0, 1.0, True)])
+def test_the_switch_with_one_method_off_always_uses_the_other(mixup_alpha, cutmix_alpha,
+                                                             expected):
+  """timm mixes every batch and switches only when both alphas are > 0."""
+  x, y = _images(8), jnp.arange(8) % 4
+  for seed in range(8):
+    key = jax.random.key(seed)
+    _, _, use = cm.sample_switch(key, 8, (H, W), mixup_alpha=mixup_alpha,
+                                 cutmix_alpha=cutmix_alpha, switch_prob=0.5)
+    assert bool(use.all()) == expected and bool(use.any()) == expected
+    traced = jax.jit(lambda a, c, k=key: cm.sample_switch(
+        k, 8, (H, W), mixup_alpha=a, cutmix_alpha=c, switch_prob=0.5)[2])
+    np.testing.assert_array_equal(traced(mixup_alpha, cutmix_alpha), use)
+    _, y_out = cm.mix_or_cutmix(key, x, y, mixup_alpha=mixup_alpha,
+                                cutmix_alpha=cutmix_alpha, num_classes=4)
+    assert float(y_out.max(-1).min()) < 1.0  # the batch is mixed (the switch drew the one on)
