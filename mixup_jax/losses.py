@@ -11,6 +11,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -32,8 +33,28 @@ def softmax_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets.astype(jnp.float32))
 
 
+def _check_ids(name: str, logits: jax.Array, labels: jax.Array) -> None:
+  """Integer [B] ids matching the logits; their values too when they are concrete.
+
+  A float id would be truncated (3.9 -> 3) and an id outside [0, C) gives NaN, both
+  silently, so they are refused; under jit only the dtype and shape can be checked.
+  """
+  if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+    raise ValueError(f"{name} must be integer class ids, got dtype {jnp.result_type(labels)}; "
+                     "for soft targets use softmax_cross_entropy(logits, rows).")
+  if jnp.shape(labels) != jnp.shape(logits)[:-1]:
+    raise ValueError(f"{name} {jnp.shape(labels)} must have the logits' leading shape "
+                     f"{jnp.shape(logits)[:-1]}.")
+  if not isinstance(labels, jax.core.Tracer):
+    ids, num_classes = np.asarray(labels), jnp.shape(logits)[-1]
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+      raise ValueError(f"{name} has class ids in [{ids.min()}, {ids.max()}], outside "
+                       f"[0, {num_classes}) (the logits' last axis).")
+
+
 def cross_entropy_with_ids(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """[B] float32 cross-entropy against [B] integer class ids (optax's, on float32)."""
+  _check_ids("labels", logits, labels)
   return optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), labels.astype(jnp.int32))
 
@@ -52,6 +73,13 @@ def mixed_cross_entropy(
   Returns:
     [B] float32.
   """
+  _check_ids("labels_a", logits, labels_a)
+  _check_ids("labels_b", logits, labels_b)
+  if not isinstance(lam, jax.core.Tracer):
+    weights = np.asarray(lam, np.float64)
+    if weights.size and not (np.all(np.isfinite(weights)) and weights.min() >= 0
+                             and weights.max() <= 1):
+      raise ValueError(f"lam must lie in [0, 1] (the weight of labels_a), got {lam!r}.")
   lam = jnp.asarray(lam, jnp.float32)
   return lam * cross_entropy_with_ids(logits, labels_a) + (
       1.0 - lam

@@ -461,3 +461,19 @@ def test_other_bad_options():
   with pytest.raises(ValueError, match="mode"):
     mj.mix(KEY, x, y, 1.0, num_classes=2, targets="soft")
   assert mixing_lib.TARGET_MODES == ("mixed", "closest")
+
+
+def test_id_losses_refuse_what_they_would_silently_get_wrong():
+  """A float id would be truncated, an id outside [0, C) gives NaN, lam 1.7 extrapolates."""
+  logits, ids = jnp.zeros((3, 4)), jnp.array([0, 1, 3])
+  np.testing.assert_allclose(mj.cross_entropy_with_ids(logits, ids), np.log(4.0), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"labels has class ids in \[0, 4\], outside \[0, 4\)"):
+    mj.cross_entropy_with_ids(logits, jnp.array([0, 1, 4]))
+  with pytest.raises(ValueError, match="labels_b must be integer class ids, got dtype float32"):
+    mj.mixed_cross_entropy(logits, ids, jnp.array([3.9, 0.0, 1.0]), 0.5)
+  with pytest.raises(ValueError, match=r"lam must lie in \[0, 1\]"):
+    mj.mixed_cross_entropy(logits, ids, ids, 1.7)
+  with pytest.raises(ValueError, match="leading shape"):
+    mj.cross_entropy_with_ids(logits, jnp.array([0, 1]))
+  traced = jax.jit(mj.mixed_cross_entropy)(logits, ids, ids[::-1], jnp.float32(0.3))
+  np.testing.assert_allclose(traced, np.log(4.0), rtol=1e-6)
