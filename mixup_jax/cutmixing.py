@@ -60,16 +60,26 @@ class CutMixing:
     return self.mixing.lam
 
 
-def _image_size(x: PyTree, argname: str = "x") -> tuple[int, int]:
-  """(H, W) shared by every leaf of x, each of which must be [B, H, W, C] float."""
-  mixing_lib.batch_size_of(x, argname)
+def _image_size(x: PyTree, argname: str = "x", allow_integer: bool = True) -> tuple[int, int]:
+  """(H, W) shared by every leaf of x, each of which must be [B, H, W, C] images.
+
+  Pasting copies pixels, so uint8 images are fine; channels-first batches
+  ([B, C, H, W] with C <= 4 < W) are refused, since they would read as height C.
+  """
+  mixing_lib.batch_size_of(x, argname, allow_integer=allow_integer)
   sizes = {}
   for path, leaf in jax.tree_util.tree_leaves_with_path(x):
     name = argname + jax.tree_util.keystr(path)
-    if jnp.ndim(leaf) != 4:
+    shape = jnp.shape(leaf)
+    if len(shape) != 4:
       raise ValueError(
-          f"{name} has shape {jnp.shape(leaf)}; CutMix pastes boxes into images, so every "
+          f"{name} has shape {shape}; CutMix pastes boxes into images, so every "
           "leaf must be [B, H, W, C]. Mix other inputs with mixup_jax.mix.")
+    if shape[1] <= 4 < shape[3]:
+      raise ValueError(
+          f"{name} has shape {shape}, which looks channels-first ([B, C, H, W]); CutMix "
+          f"reads [B, H, W, C] and would take height {shape[1]}. Transpose it first: "
+          f"{argname}.transpose(0, 2, 3, 1).")
     sizes[name] = tuple(jnp.shape(leaf)[1:3])
   if len(set(sizes.values())) > 1:
     raise ValueError(f"{argname} leaves have different image sizes (H, W): {sizes}.")
@@ -210,9 +220,10 @@ def apply_cutmix(cut: CutMixing, x: PyTree, partner: PyTree | None = None) -> Py
   size = _image_size(x, "x")
   if size != cut.image_size:
     raise ValueError(f"x has images of size {size}; the boxes were drawn for {cut.image_size}.")
-  if mixing_lib.batch_size_of(x, "x") != cut.mixing.batch_size:
-    raise ValueError(f"x has batch size {mixing_lib.batch_size_of(x, 'x')} but the boxes "
-                     f"were drawn for {cut.mixing.batch_size}.")
+  batch_size = mixing_lib.batch_size_of(x, "x", allow_integer=True)
+  if batch_size != cut.mixing.batch_size:
+    raise ValueError(f"x has batch size {batch_size} but the boxes were drawn for "
+                     f"{cut.mixing.batch_size}.")
   if cut.mixing.given_partner != (partner is not None):
     raise ValueError('partner must be given exactly when sampled with pairing="given".')
   if partner is None:
@@ -223,10 +234,11 @@ def apply_cutmix(cut: CutMixing, x: PyTree, partner: PyTree | None = None) -> Py
   return jax.tree.map(lambda leaf, p: _paste(cut, leaf, p), x, partner)
 
 
-def _call_inputs(x: PyTree, y: jax.Array, pairing: str, partner) -> tuple:
+def _call_inputs(x: PyTree, y: jax.Array, pairing: str, partner, *,
+                 allow_integer: bool) -> tuple:
   """(batch size, (H, W), labels for same-class pairing) of a one-call form's inputs."""
-  size = mixing_lib.batch_size_of(x, "x")
-  image_size = _image_size(x, "x")
+  size = mixing_lib.batch_size_of(x, "x", allow_integer=allow_integer)
+  image_size = _image_size(x, "x", allow_integer)
   if jnp.shape(y)[:1] != (size,):
     raise ValueError(f"y has batch size {jnp.shape(y)[:1]} but x has {size}: they must match.")
   if (pairing == "given") != (partner is not None):
@@ -258,7 +270,8 @@ def cutmix(
 
   Args:
     rng: a JAX key.
-    x: [B, H, W, C] float images, or a pytree of such arrays of one (H, W).
+    x: [B, H, W, C] images, float or integer (uint8 pixels are pasted, never blended),
+      or a pytree of such arrays of one (H, W).
     y: [B] ids (with num_classes), [B, C] rows: as for `mixup_jax.mix`.
     alpha: lambda ~ Beta(alpha, alpha).
     The rest: see `sample_cutmix` and `mixup_jax.mix`. label_smoothing is off
@@ -267,7 +280,7 @@ def cutmix(
   Returns:
     (x_cut, y_cut) or, with return_cutmix, (x_cut, y_cut, cutmixing).
   """
-  size, image_size, labels = _call_inputs(x, y, pairing, partner)
+  size, image_size, labels = _call_inputs(x, y, pairing, partner, allow_integer=True)
   cut = sample_cutmix(
       rng, alpha, size, image_size, granularity=granularity, pairing=pairing, labels=labels,
       prob=prob, correct_lam=correct_lam, area_range=area_range, axis_name=axis_name,
@@ -318,8 +331,10 @@ def sample_switch(
     CutMixing's `.mixing` already holds, row by row, the weights of the method
     chosen, so `mix_targets(cut.mixing, y)` gives the targets of the switched batch.
   """
-  if not (isinstance(switch_prob, (int, float)) and 0.0 <= switch_prob <= 1.0):
-    raise ValueError(f"switch_prob must lie in [0, 1], got {switch_prob!r}.")
+  if not isinstance(switch_prob, jax.core.Tracer) and not (
+      _checks.is_number(switch_prob) and 0.0 <= switch_prob <= 1.0):
+    raise ValueError(f"switch_prob must lie in [0, 1] (a number, or traced), got "
+                     f"{switch_prob!r}.")
   common = dict(granularity=granularity, pairing=pairing, labels=labels, prob=prob,
                 axis_name=axis_name, num_groups=num_groups)
   cut = sample_cutmix(rng, cutmix_alpha, batch_size, image_size, correct_lam=correct_lam,
@@ -373,7 +388,7 @@ def mix_or_cutmix(
   As timm's `Mixup(mixup_alpha, cutmix_alpha, switch_prob)`, with label smoothing
   off unless asked for. Returns (x_mixed, y_mixed).
   """
-  size, image_size, labels = _call_inputs(x, y, pairing, partner)
+  size, image_size, labels = _call_inputs(x, y, pairing, partner, allow_integer=False)
   mixup, cut, use_cutmix = sample_switch(
       rng, size, image_size, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
       switch_prob=switch_prob, granularity=granularity, pairing=pairing, labels=labels,

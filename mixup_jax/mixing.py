@@ -107,11 +107,12 @@ def _check_probability(prob) -> None:
     raise ValueError(f"prob must lie in [0, 1], got {prob!r}.")
 
 
-def batch_size_of(x: PyTree, argname: str = "x") -> int:
+def batch_size_of(x: PyTree, argname: str = "x", *, allow_integer: bool = False) -> int:
   """The common leading (batch) dimension of every leaf of `x`.
 
   Raises ValueError if `x` has no array leaves, a leaf is a scalar, a leaf is not
-  floating point, or leaves disagree on the batch size.
+  floating point (unless `allow_integer`: CutMix pastes pixels, it never blends them),
+  or leaves disagree on the batch size.
   """
   leaves = jax.tree_util.tree_leaves_with_path(x)
   if not leaves:
@@ -122,7 +123,8 @@ def batch_size_of(x: PyTree, argname: str = "x") -> int:
     shape, dtype = jnp.shape(leaf), jnp.result_type(leaf)
     if len(shape) == 0:
       raise ValueError(f"{name} is a scalar; every leaf needs a leading batch axis.")
-    if not jnp.issubdtype(dtype, jnp.floating):
+    if not (jnp.issubdtype(dtype, jnp.floating)
+            or allow_integer and jnp.issubdtype(dtype, jnp.integer)):
       raise ValueError(
           f"{name} has dtype {dtype}; mixing would round it. Convert it first, e.g. "
           f"`{argname} = {argname}.astype(jnp.float32) / 255.0` for uint8 images."

@@ -167,8 +167,8 @@ def test_switch_per_example_pastes_or_blends_each_row():
 @pytest.mark.parametrize("call, match", [
     (lambda: cm.cutmix(KEY, {"image": _images(4), "meta": jnp.ones((4, 3))}, jnp.zeros(4, int),
                        1.0, num_classes=2), r"x\['meta'\] has shape \(4, 3\)"),
-    (lambda: cm.cutmix(KEY, _images(4).astype(jnp.uint8), jnp.zeros(4, int), 1.0,
-                       num_classes=2), "dtype uint8"),
+    (lambda: cm.cutmix(KEY, _images(4) > 0, jnp.zeros(4, int), 1.0,
+                       num_classes=2), "dtype bool"),  # uint8 pixels are fine (pasted)
     (lambda: cm.cutmix(KEY, _images(4), jnp.zeros(5, int), 1.0, num_classes=2), "batch size"),
     (lambda: cm.cutmix(KEY, _images(4), jnp.zeros(4, int), -1.0, num_classes=2), "alpha"),
     (lambda: cm.sample_cutmix(KEY, 1.0, 4, (12,)), "image_size"),
@@ -245,3 +245,29 @@ def test_the_switch_with_one_method_off_always_uses_the_other(mixup_alpha, cutmi
     _, y_out = cm.mix_or_cutmix(key, x, y, mixup_alpha=mixup_alpha,
                                 cutmix_alpha=cutmix_alpha, num_classes=4)
     assert float(y_out.max(-1).min()) < 1.0  # the batch is mixed (the switch drew the one on)
+
+
+def test_cutmix_pastes_uint8_pixels_and_refuses_channels_first():
+  pixels = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, H, W, C)), jnp.uint8)
+  y = jnp.arange(8) % 4
+  out, targets, cut = cm.cutmix(KEY, pixels, y, alpha=1.0, num_classes=4, return_cutmix=True)
+  assert out.dtype == jnp.uint8
+  del cut
+  as_float = cm.cutmix(KEY, pixels.astype(jnp.float32), y, alpha=1.0, num_classes=4)
+  np.testing.assert_array_equal(out.astype(jnp.float32), as_float[0])  # the same boxes
+  np.testing.assert_array_equal(targets, as_float[1])
+  with pytest.raises(ValueError, match="mixing would round it"):  # the switch blends
+    cm.mix_or_cutmix(KEY, pixels, y, mixup_alpha=1.0, cutmix_alpha=1.0, num_classes=4)
+  with pytest.raises(ValueError, match=r"looks channels-first.*transpose\(0, 2, 3, 1\)"):
+    cm.cutmix(KEY, jnp.zeros((8, 3, 32, 32)), y, alpha=1.0, num_classes=4)
+
+
+def test_switch_prob_may_be_traced_like_alpha():
+  x, y = _images(8), jnp.arange(8) % 4
+  run = jax.jit(lambda p: cm.mix_or_cutmix(KEY, x, y, mixup_alpha=1.0, cutmix_alpha=1.0,
+                                           switch_prob=p, num_classes=4)[0])
+  eager = cm.mix_or_cutmix(KEY, x, y, mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=0.25,
+                           num_classes=4)[0]
+  np.testing.assert_allclose(run(jnp.float32(0.25)), eager, rtol=1e-6)
+  with pytest.raises(ValueError, match="switch_prob must lie in"):
+    cm.mix_or_cutmix(KEY, x, y, mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=1.5)
