@@ -163,6 +163,10 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   if mix.pairing == "knn":
     _require(not mix.stages, "mixup.pairing",
              "'knn' mixes the inputs with a partner image: it cannot mix at mixup.stages.")
+  if mix.pairing in ("flip", "roll"):
+    _require(mix.get("num_sources", 2) == 2, "mixup.num_sources",
+             f"pairing {mix.pairing!r} gives each row one fixed partner: use num_sources=2, "
+             f"got {mix.get('num_sources')!r}.")
   cutmix_alpha = mix.get("cutmix_alpha", 0.0)
   _require(_is_number(cutmix_alpha) and math.isfinite(cutmix_alpha) and cutmix_alpha >= 0,
            "mixup.cutmix_alpha", f"must be a finite number >= 0 (0: no CutMix), got "

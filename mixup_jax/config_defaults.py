@@ -66,7 +66,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.mixup = ml_collections.ConfigDict()
   config.mixup.alpha = 1.0  # Beta(alpha, alpha); 0 trains by ERM
   config.mixup.granularity = "batch"  # one lambda per 'batch', 'example' or 'device'
-  # 'random', 'same_class' (Table 5's SC) or 'knn' (one of the knn_k nearest
+  # 'random', 'same_class' (Table 5's SC), 'flip' / 'roll' (the fixed partners of
+  # timm / of torchvision and big_vision, per device) or 'knn' (one of the knn_k nearest
   # training neighbours in input space, within the class if knn_within_class).
   config.mixup.pairing = "random"
   config.mixup.knn_k = 200

@@ -36,11 +36,11 @@ import numpy as np
 
 PyTree = Any
 Granularity = Literal["batch", "example", "device"]
-Pairing = Literal["random", "same_class", "given"]
+Pairing = Literal["random", "same_class", "flip", "roll", "given"]
 TargetMode = Literal["mixed", "closest"]
 
 GRANULARITIES = ("batch", "example", "device")
-PAIRINGS = ("random", "same_class", "given")
+PAIRINGS = ("random", "same_class", "flip", "roll", "given")
 TARGET_MODES = ("mixed", "closest")
 
 # Sub-streams of the caller's key, so adding a draw never shifts the others.
@@ -208,6 +208,10 @@ def _draw_partners(key, pairing, num_partners, group_ids, group_size, labels):
       column_key = jax.random.fold_in(group_key, j)
       if pairing == "same_class":
         perm = _same_class_permutation(column_key, group_labels)
+      elif pairing == "flip":  # timm's Mixup: row i with row n - 1 - i
+        perm = jnp.arange(group_size)[::-1]
+      elif pairing == "roll":  # torchvision's MixUp / CutMix, big_vision: row i with i - 1
+        perm = jnp.roll(jnp.arange(group_size), 1)
       else:
         perm = jax.random.permutation(column_key, group_size)
       columns.append(perm)
@@ -262,7 +266,10 @@ def sample_mixing(
     pairing: "random" pairs each row with a row of a random permutation; "same_class"
       with a random row of the same class (needs `labels`; Table 5's SC); "given"
       pairs row i with row i of a partner batch the caller supplies later
-      (k-nearest-neighbour partners from the input pipeline, for example).
+      (k-nearest-neighbour partners from the input pipeline, for example); "flip"
+      and "roll" are the fixed partners of timm (row i with row n - 1 - i) and of
+      torchvision and big_vision (row i with row i - 1, row 0 with the last), within
+      each group of rows, to compare with runs published with them.
     labels: [B] int class ids, needed for "same_class".
     num_sources: K, the number of examples mixed into each row; K > 2 draws
       Dirichlet(alpha, ..., alpha) weights and K - 1 independent permutations.
@@ -307,8 +314,8 @@ def sample_mixing(
     raise ValueError("global_pairing=True needs axis_name, the axis to pair across.")
   if global_pairing and pairing != "random":
     raise ValueError(f'global_pairing supports pairing="random" only, got {pairing!r}.')
-  if pairing == "given" and num_sources != 2:
-    raise ValueError('pairing="given" mixes each row with one partner: num_sources=2.')
+  if pairing in ("given", "flip", "roll") and num_sources != 2:
+    raise ValueError(f'pairing="{pairing}" mixes each row with one partner: num_sources=2.')
   if pairing == "same_class":
     if labels is None:
       raise ValueError('pairing="same_class" needs labels: [B] integer class ids.')

@@ -477,3 +477,24 @@ def test_id_losses_refuse_what_they_would_silently_get_wrong():
     mj.cross_entropy_with_ids(logits, jnp.array([0, 1]))
   traced = jax.jit(mj.mixed_cross_entropy)(logits, ids, ids[::-1], jnp.float32(0.3))
   np.testing.assert_allclose(traced, np.log(4.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("pairing, partner_of", [
+    ("flip", lambda i, n: n - 1 - i),  # timm: x.flip(0)
+    ("roll", lambda i, n: (i - 1) % n),  # torchvision / big_vision: x.roll(1, 0)
+])
+def test_fixed_partners_of_timm_torchvision_and_big_vision(pairing, partner_of):
+  x = jax.random.normal(KEY, (8, 5))
+  y = jnp.arange(8) % 4
+  mixing = mixing_lib.sample_mixing(KEY, 1.0, 8, pairing=pairing)
+  np.testing.assert_array_equal(mixing.partners[:, 0], [partner_of(i, 8) for i in range(8)])
+  lam = float(mixing.weights[0, 0])
+  expected = lam * x + (1 - lam) * x[np.array([partner_of(i, 8) for i in range(8)])]
+  np.testing.assert_allclose(mixing_lib.apply_mixing(mixing, x), expected, rtol=1e-5, atol=1e-6)
+  x_mixed, _ = mj.mix(KEY, x, y, alpha=1.0, num_classes=4, pairing=pairing)
+  np.testing.assert_allclose(x_mixed, expected, rtol=1e-5, atol=1e-6)
+  grouped = mixing_lib.sample_mixing(KEY, 1.0, 8, pairing=pairing, num_groups=2)
+  np.testing.assert_array_equal(  # within each group of 4, as on each of 2 devices
+      grouped.partners[:, 0], [g * 4 + partner_of(i, 4) for g in range(2) for i in range(4)])
+  with pytest.raises(ValueError, match="num_sources=2"):
+    mixing_lib.sample_mixing(KEY, 1.0, 8, pairing=pairing, num_sources=3)
