@@ -1,9 +1,12 @@
 """XLA flags the command lines set for CPU runs, before JAX is imported.
 
-XNNPACK convolutions make the CPU-scale CIFAR runs 1.5x faster on 2 cores (PreAct
-ResNet width 16, batch 128: 255 against 382 ms per train step, bitwise
-deterministic from run to run; benchmarks/bench_vs_pytorch.py --xnnpack measures
-it). The flag only concerns XLA's CPU backend, so GPU and TPU runs are unaffected.
+XNNPACK convolutions made the CPU-scale CIFAR runs 1.5x faster on 2 cores with the
+jaxlib they were measured on (PreAct ResNet width 16, batch 128: 255 against 382 ms
+per train step, bitwise deterministic from run to run). On jaxlib 0.10.2 the flag is
+a no-op: XLA:CPU already runs these convolutions through YNNPACK, and
+benchmarks/bench_xla_flags.py measures the same time and the same bits with and
+without it (docs/benchmarks.md). It stays for older jaxlibs. The flags only concern
+XLA's CPU backend, so GPU and TPU runs are unaffected.
 """
 
 import os
