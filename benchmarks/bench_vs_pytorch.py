@@ -119,6 +119,7 @@ def jax_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: float
   from mixup_jax import optim
   from mixup_jax.data import augment
   from mixup_jax.models import get_model
+  from mixup_jax.spec import MixSpec
   from mixup_jax.train import create_train_state, make_train_step
 
   model = get_model("preact_resnet18", 10, width=width, blocks=blocks, dtype=dtype)
@@ -126,10 +127,11 @@ def jax_step_fn(width: int, images: np.ndarray, labels: np.ndarray, alpha: float
   state = create_train_state(jax.random.key(0), model, tx, np.zeros((1, 32, 32, 3), np.float32))
   if on_device_augment:
     batch = {"image": images, "label": labels}
-    step = make_train_step(num_classes=10, alpha=alpha, augment_fn=augment.cifar_train)
+    step = make_train_step(num_classes=10, spec=MixSpec(alpha=alpha),
+                           augment_fn=augment.cifar_train)
   else:
     batch = {"image": np.asarray(augment.cifar_eval(images)), "label": labels}
-    step = make_train_step(num_classes=10, alpha=alpha)
+    step = make_train_step(num_classes=10, spec=MixSpec(alpha=alpha))
   step = jax.jit(step, donate_argnums=(0,) if donate else ())
   batch = jax.device_put(batch)
   carry = list(step(state, batch))

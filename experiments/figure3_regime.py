@@ -209,7 +209,8 @@ def plot_curves(runs, train_size: int, path: pathlib.Path) -> None:
     errors = np.array([[c[e] for e in epochs] for c in curves])
     mean = errors.mean(0)
     se = errors.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-    ax.plot(epochs, mean, color=f"C{i}", label=f"{method} ({len(curves)} seeds)")
+    seeds = f"{len(curves)} seed" + ("s" if len(curves) > 1 else "")
+    ax.plot(epochs, mean, color=f"C{i}", label=f"{method} ({seeds})")
     ax.fill_between(epochs, mean - se, mean + se, color=f"C{i}", alpha=0.25)
   ax.set_xlabel("epoch")
   ax.set_ylabel("test error (%)")

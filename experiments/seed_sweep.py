@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from mixup_jax import optim
 from mixup_jax import train as train_lib
+from mixup_jax.spec import MixSpec
 
 Arrays = tuple[jax.Array, jax.Array]
 
@@ -56,7 +57,8 @@ def make_fit(
   top-1 error (%) of each seed's final network on each evaluation set.
   """
   tx = optim.adam(learning_rate)
-  train_step = train_lib.make_train_step(num_classes=num_classes, alpha=alpha)
+  train_step = train_lib.make_train_step(num_classes=num_classes,
+                                         spec=MixSpec(alpha=alpha))
   eval_step = train_lib.make_eval_step()
 
   def fit_one(key, x, y, evals: Mapping[str, Arrays]):

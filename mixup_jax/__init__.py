@@ -17,6 +17,7 @@ from mixup_jax.losses import (
     topk_accuracy,
     topk_correct,
 )
+from mixup_jax.spec import MixDraw, MixSpec, MixSpecError
 from mixup_jax.mixing import (
     Mixing,
     add_gaussian_noise,
@@ -32,6 +33,9 @@ __version__ = "0.2.0.dev0"  # setup.py reads it from here; CHANGELOG.md says wha
 
 __all__ = [
     "CutMixing",
+    "MixDraw",
+    "MixSpec",
+    "MixSpecError",
     "Mixing",
     "apply_cutmix",
     "apply_switch",

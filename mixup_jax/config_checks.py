@@ -9,7 +9,6 @@ documents them and a test checks that the two agree.
 from __future__ import annotations
 
 import difflib
-import math
 
 import jax
 import ml_collections
@@ -20,6 +19,7 @@ from mixup_jax import data as data_lib
 from mixup_jax import mixing as mixing_lib
 from mixup_jax import models as models_lib
 from mixup_jax import parallel
+from mixup_jax.spec import CONFIG_FIELDS, MixSpec, MixSpecError
 
 PARALLEL_MODES = parallel.MODES
 OPTIMIZERS = ("sgd", "adam")
@@ -150,53 +150,28 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
              f"{value} is not divisible by the {jax.process_count()} processes.")
 
   mix = config.mixup
-  _require(_is_number(mix.alpha) and math.isfinite(mix.alpha) and mix.alpha >= 0, "mixup.alpha",
-           f"must be a finite number >= 0 (0 trains by ERM), got {mix.alpha!r}.")
-  _require(mix.granularity in mixing_lib.GRANULARITIES, "mixup.granularity",
-           f"must be one of {mixing_lib.GRANULARITIES}, got {mix.granularity!r}.")
   _require(mix.pairing in PAIRINGS, "mixup.pairing",
            f"must be one of {PAIRINGS}, got {mix.pairing!r}.")
+  try:
+    spec = MixSpec.from_config(config, steps_per_epoch=1)
+  except MixSpecError as error:
+    raise ConfigError(f"config.{CONFIG_FIELDS.get(error.field, error.field)}: "
+                      f"{error.reason}") from None
   _require(_is_int(mix.get("knn_k", 200)) and mix.get("knn_k", 200) >= 1, "mixup.knn_k",
            f"must be an int >= 1, got {mix.get('knn_k')!r}.")
   _require(isinstance(mix.get("knn_within_class", False), bool), "mixup.knn_within_class",
            f"must be True or False, got {mix.get('knn_within_class')!r}.")
-  if mix.pairing == "knn":
-    _require(not mix.stages, "mixup.pairing",
-             "'knn' mixes the inputs with a partner image: it cannot mix at mixup.stages.")
-  if mix.pairing in ("flip", "roll"):
-    _require(mix.get("num_sources", 2) == 2, "mixup.num_sources",
-             f"pairing {mix.pairing!r} gives each row one fixed partner: use num_sources=2, "
-             f"got {mix.get('num_sources')!r}.")
-  cutmix_alpha = mix.get("cutmix_alpha", 0.0)
-  _require(_is_number(cutmix_alpha) and math.isfinite(cutmix_alpha) and cutmix_alpha >= 0,
-           "mixup.cutmix_alpha", f"must be a finite number >= 0 (0: no CutMix), got "
-           f"{cutmix_alpha!r}.")
-  _require(_is_number(mix.get("switch_prob", 0.5)) and 0 <= mix.get("switch_prob", 0.5) <= 1,
-           "mixup.switch_prob", f"must be in [0, 1], got {mix.get('switch_prob')!r}.")
-  if cutmix_alpha > 0:
-    _require(not mix.stages, "mixup.cutmix_alpha",
-             "CutMix pastes into the input images: it cannot mix at mixup.stages.")
-    _require(mix.num_sources == 2, "mixup.cutmix_alpha",
-             f"CutMix pastes one partner's box: set mixup.num_sources=2, not {mix.num_sources}.")
-  _require(mix.targets in mixing_lib.TARGET_MODES, "mixup.targets",
-           f"must be one of {mixing_lib.TARGET_MODES}, got {mix.targets!r}.")
-  _require(_is_int(mix.num_sources) and mix.num_sources >= 2, "mixup.num_sources",
-           f"must be an int >= 2, got {mix.num_sources!r}.")
-  _require(_is_number(mix.prob) and 0 <= mix.prob <= 1, "mixup.prob",
-           f"must be in [0, 1], got {mix.prob!r}.")
-  _require(not mix.global_pairing or config.parallel in ("pmap", "shard_map"),
+  _require(not (spec.mixes and spec.global_pairing) or config.parallel in ("pmap", "shard_map"),
            "mixup.global_pairing", "needs a per-device step: set config.parallel to 'pmap' or "
            f"'shard_map', not {config.parallel!r}.")
-  _require(mix.granularity != "device" or config.parallel != "jit", "mixup.granularity",
+  _require(not spec.mixes or spec.granularity != "device" or config.parallel != "jit",
+           "mixup.granularity",
            "'device' needs several devices: set config.parallel to 'pmap', 'sharded' or "
            "'shard_map'.")
-  _require(all(_is_int(k) and k in models_lib.MIX_STAGES[1:] for k in mix.stages), "mixup.stages",
-           f"must be a tuple of model stages in {models_lib.MIX_STAGES[1:]} (() mixes inputs), "
-           f"got {mix.stages!r}.")
-  _require(_is_int(mix.start_epoch) and mix.start_epoch >= 0, "mixup.start_epoch",
-           f"must be an int >= 0, got {mix.start_epoch!r}.")
-  _require(_is_number(config.label_smoothing) and 0 <= config.label_smoothing < 1,
-           "label_smoothing", f"must be in [0, 1), got {config.label_smoothing!r}.")
+  if check_names and spec.stages:
+    _require(config.model in models_lib.LATENT_MIXING_MODELS, "mixup.stages",
+             f"mixes hidden activations, which {config.model} cannot: use one of "
+             f"{sorted(models_lib.LATENT_MIXING_MODELS)}, or () to mix the inputs.")
   _require(_is_number(config.input_noise_sigma) and config.input_noise_sigma >= 0,
            "input_noise_sigma", f"must be >= 0, got {config.input_noise_sigma!r}.")
 

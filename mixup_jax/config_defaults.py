@@ -62,10 +62,12 @@ def default_config() -> ml_collections.ConfigDict:
   config.batch_size = 128  # global: summed over all devices and processes
   config.eval_batch_size = 500  # global; the last batch is padded and masked
 
-  # --- Mixing (mixup_jax.mixing.sample_mixing / mix_targets) ---
+  # --- Mixing: the fields of mixup_jax.MixSpec (MixSpec.from_config) ---
   config.mixup = ml_collections.ConfigDict()
   config.mixup.alpha = 1.0  # Beta(alpha, alpha); 0 trains by ERM
-  config.mixup.granularity = "batch"  # one lambda per 'batch', 'example' or 'device'
+  # One lambda per 'batch', 'example', 'pair' (rows i and n - 1 - i: timm's pair mode,
+  # with pairing 'flip') or 'device'.
+  config.mixup.granularity = "batch"
   # 'random', 'same_class' (Table 5's SC), 'flip' / 'roll' (the fixed partners of
   # timm / of torchvision and big_vision, per device) or 'knn' (one of the knn_k nearest
   # training neighbours in input space, within the class if knn_within_class).
@@ -75,11 +77,15 @@ def default_config() -> ml_collections.ConfigDict:
   config.mixup.num_sources = 2  # > 2: Dirichlet weights over that many examples
   config.mixup.targets = "mixed"  # 'mixed', or 'closest' (Table 5: inputs only)
   config.mixup.prob = 1.0  # probability of mixing a batch at all
+  config.mixup.sort_weights = False  # each example keeps the largest weight (big_vision)
   # CutMix (mixup_jax.cutmixing): > 0 pastes a box of area ~ 1 - Beta(cutmix_alpha,
   # cutmix_alpha) from the partner. With alpha > 0 too, each batch (row, group: see
   # granularity) uses CutMix with probability switch_prob, else mixup.
   config.mixup.cutmix_alpha = 0.0
   config.mixup.switch_prob = 0.5
+  config.mixup.correct_lam = True  # CutMix's shares from the clipped box, not the draw
+  config.mixup.area_range = ()  # (min, max) of CutMix's box area fraction; () free
+  config.mixup.cutmix_minmax = ()  # timm's (min, max) box side fractions; () off
   # Where to mix: () mixes the inputs; (k,) mixes before model stage k (1-5),
   # several stages draw one per step (Table 5's latent mixing).
   config.mixup.stages = ()

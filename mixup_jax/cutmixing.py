@@ -34,7 +34,7 @@ from mixup_jax.mixing import Granularity, Mixing, Pairing
 PyTree = Any
 
 # Sub-streams of the caller's key.
-_PAIRS, _CENTRES, _SWITCH, _CUT_WEIGHTS = 0, 1, 2, 3
+_PAIRS, _CENTRES, _SWITCH, _CUT_WEIGHTS, _SIDES = 0, 1, 2, 3, 4
 
 
 @flax.struct.dataclass
@@ -86,16 +86,43 @@ def _image_size(x: PyTree, argname: str = "x", allow_integer: bool = True) -> tu
   return next(iter(sizes.values()))
 
 
-def _check_area_range(area_range) -> tuple[float, float] | None:
-  if area_range is None:
+def check_range(name: str, value, *, open_low: bool = False) -> tuple[float, float] | None:
+  """None, or (min, max) numbers with 0 <= min <= max <= 1 (0 < min < max: open_low)."""
+  if value is None:
     return None
-  try:
-    low, high = (float(v) for v in area_range)
-  except (TypeError, ValueError):
-    raise ValueError(f"area_range must be None or (min, max), got {area_range!r}.") from None
+  if not (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(_checks.is_number(v) for v in value)):
+    raise ValueError(f"{name} must be None or (min, max), got {value!r}.")
+  low, high = (float(v) for v in value)
+  if open_low and not 0.0 < low < high <= 1.0:
+    raise ValueError(f"{name} must satisfy 0 < min < max <= 1 (fractions of the image "
+                     f"side), got {value!r}.")
   if not 0.0 <= low <= high <= 1.0:
-    raise ValueError(f"area_range must satisfy 0 <= min <= max <= 1, got {area_range!r}.")
+    raise ValueError(f"{name} must satisfy 0 <= min <= max <= 1, got {value!r}.")
   return low, high
+
+
+def _minmax_boxes(key, minmax, granularity, groups, group_size, group_ids, image_size):
+  """[B, 4] boxes as timm's cutmix_minmax: each side uniform in [int(side * min),
+  int(side * max)) pixels, placed uniformly wholly inside the image."""
+  height, width = image_size
+  low_h, high_h = int(height * minmax[0]), int(height * minmax[1])
+  low_w, high_w = int(width * minmax[0]), int(width * minmax[1])
+  if low_h >= high_h or low_w >= high_w:
+    raise ValueError(f"cutmix_minmax={minmax!r} leaves no box side to draw for {height}x"
+                     f"{width} images (int(side * min) must be < int(side * max)).")
+
+  def draw(k, n):
+    k_h, k_w, k_top, k_left = jax.random.split(k, 4)
+    box_h = jax.random.randint(k_h, (n,), low_h, high_h)
+    box_w = jax.random.randint(k_w, (n,), low_w, high_w)
+    top = jax.random.randint(k_top, (n,), 0, height - box_h + 1)
+    left = jax.random.randint(k_left, (n,), 0, width - box_w + 1)
+    return jnp.stack([top, left, top + box_h, left + box_w], axis=-1)
+
+  boxes = mixing_lib.draw_at_granularity(key, granularity, groups, group_size, draw,
+                                         group_ids)
+  return mixing_lib.per_row(boxes, granularity, groups, group_size).astype(jnp.int32)
 
 
 def boxes_for(lam: jax.Array, centres: jax.Array, image_size: Sequence[int]) -> jax.Array:
@@ -147,6 +174,8 @@ def sample_cutmix(
     axis_name: str | None = None,
     global_pairing: bool = False,
     num_groups: int = 1,
+    cutmix_minmax: tuple[float, float] | None = None,
+    sort_weights: bool = False,
 ) -> CutMixing:
   """Draws partners, boxes and pixel shares for CutMix of one (local) batch.
 
@@ -163,6 +192,12 @@ def sample_cutmix(
       pixels); False keeps the drawn lambda, as timm's correct_lam=False.
     area_range: (min, max) bounds on the box's area fraction 1 - lambda before
       clipping; None leaves it free in [0, 1].
+    cutmix_minmax: timm's option: (min, max) fractions of the image side; each side
+      of the box is drawn uniformly from them (not from lambda), the box lies wholly
+      inside the image and the shares are its pixel counts. alpha then only says
+      whether to cut (> 0), as in timm, which sets it to 1.
+    sort_weights: keep at least half of each image (lambda >= 1/2, so the box covers
+      at most half), as `sample_mixing`'s option.
 
   Returns:
     A CutMixing; its `.mixing` holds the partners and the pixel shares.
@@ -172,23 +207,38 @@ def sample_cutmix(
     raise ValueError(f"image_size must be (H, W) positive ints, got {image_size!r}.")
   if not isinstance(correct_lam, bool):
     raise ValueError(f"correct_lam must be True or False, got {correct_lam!r}.")
-  bounds = _check_area_range(area_range)
+  bounds = check_range("area_range", area_range)
+  minmax = check_range("cutmix_minmax", cutmix_minmax, open_low=True)
+  if minmax is not None and bounds is not None:
+    raise ValueError("cutmix_minmax draws the box sides itself: pass it or area_range, "
+                     "not both.")
   base = mixing_lib.sample_mixing(
       jax.random.fold_in(rng, _PAIRS), alpha, batch_size, granularity=granularity,
       pairing=pairing, labels=labels, prob=prob, axis_name=axis_name,
-      global_pairing=global_pairing, num_groups=num_groups)
+      global_pairing=global_pairing, num_groups=num_groups, sort_weights=sort_weights)
   groups = base.num_groups
   group_size = batch_size // groups
-  group_ids = mixing_lib._group_index(axis_name, num_groups)  # pylint: disable=protected-access
-  centres = mixing_lib._draw_at_granularity(  # pylint: disable=protected-access
-      jax.random.fold_in(rng, _CENTRES), granularity, groups, group_size,
-      lambda key, n: jax.random.uniform(key, (n, 2)), group_ids)
-  centres = mixing_lib._per_row(centres, granularity, groups, group_size)  # pylint: disable=protected-access
+  group_ids = mixing_lib.group_index(axis_name, num_groups)
   drawn = base.lam
-  if bounds is not None:
-    mixed = drawn < 1.0  # rows that prob left alone stay alone
-    drawn = jnp.where(mixed, 1.0 - jnp.clip(1.0 - drawn, *bounds), drawn)
-  boxes = boxes_for(drawn, centres, tuple(image_size))
+  if minmax is not None:
+    # Rows that prob (or alpha = 0) leaves alone stay alone; a drawn lambda of 1 is
+    # no reason, since the box does not come from it.
+    mixed = mixing_lib.mixed_rows(jax.random.fold_in(rng, _PAIRS), alpha, prob, batch_size,
+                                  granularity=granularity, axis_name=axis_name,
+                                  num_groups=num_groups)
+    boxes = _minmax_boxes(jax.random.fold_in(rng, _SIDES), minmax, granularity, groups,
+                          group_size, group_ids, tuple(image_size))
+    boxes = jnp.where(mixed[:, None], boxes, 0)
+    correct_lam = True  # the shares can only come from the box
+  else:
+    centres = mixing_lib.draw_at_granularity(
+        jax.random.fold_in(rng, _CENTRES), granularity, groups, group_size,
+        lambda key, n: jax.random.uniform(key, (n, 2)), group_ids)
+    centres = mixing_lib.per_row(centres, granularity, groups, group_size)
+    if bounds is not None:
+      mixed = drawn < 1.0  # rows that prob left alone stay alone
+      drawn = jnp.where(mixed, 1.0 - jnp.clip(1.0 - drawn, *bounds), drawn)
+    boxes = boxes_for(drawn, centres, tuple(image_size))
   if correct_lam:
     weights = pixel_shares(boxes, image_size)
   else:
@@ -203,7 +253,7 @@ def _paste(cut: CutMixing, leaf: jax.Array, source: jax.Array) -> jax.Array:
   mixing = cut.mixing
   if mixing.global_axis is not None:
     source = jax.lax.all_gather(source, mixing.global_axis, tiled=True)
-  partner = mixing_lib._gather_rows(mixing, source)[:, 0]  # pylint: disable=protected-access
+  partner = mixing_lib.gather_rows(mixing, source)[:, 0]
   rows = jnp.arange(leaf.shape[1])[None, :, None]
   cols = jnp.arange(leaf.shape[2])[None, None, :]
   top, left, bottom, right = (cut.boxes[:, i][:, None, None] for i in range(4))
@@ -243,7 +293,7 @@ def _call_inputs(x: PyTree, y: jax.Array, pairing: str, partner, *,
     raise ValueError(f"y has batch size {jnp.shape(y)[:1]} but x has {size}: they must match.")
   if (pairing == "given") != (partner is not None):
     raise ValueError('pass partner=(partner_x, partner_y) exactly when pairing="given".')
-  labels = mixing_lib._class_ids(y) if pairing == "same_class" else None  # pylint: disable=protected-access
+  labels = mixing_lib.class_ids(y) if pairing == "same_class" else None
   return size, image_size, labels
 
 
@@ -264,6 +314,8 @@ def cutmix(
     axis_name: str | None = None,
     global_pairing: bool = False,
     num_groups: int = 1,
+    cutmix_minmax: tuple[float, float] | None = None,
+    sort_weights: bool = False,
     return_cutmix: bool = False,
 ):
   """CutMix of a batch of images with partners from the same batch (or `partner`).
@@ -278,13 +330,15 @@ def cutmix(
     unless asked for.
 
   Returns:
-    (x_cut, y_cut) or, with return_cutmix, (x_cut, y_cut, cutmixing).
+    (x_cut, y_cut) or, with return_cutmix, (x_cut, y_cut, cutmixing): what was
+    drawn, for logging (`.lam` the pixel shares, `.boxes`).
   """
   size, image_size, labels = _call_inputs(x, y, pairing, partner, allow_integer=True)
   cut = sample_cutmix(
       rng, alpha, size, image_size, granularity=granularity, pairing=pairing, labels=labels,
       prob=prob, correct_lam=correct_lam, area_range=area_range, axis_name=axis_name,
-      global_pairing=global_pairing, num_groups=num_groups)
+      global_pairing=global_pairing, num_groups=num_groups, cutmix_minmax=cutmix_minmax,
+      sort_weights=sort_weights)
   partner_x, partner_y = partner if partner is not None else (None, None)
   x_cut = apply_cutmix(cut, x, partner_x)
   y_cut = mixing_lib.mix_targets(cut.mixing, y, num_classes=num_classes,
@@ -320,6 +374,8 @@ def sample_switch(
     area_range: tuple[float, float] | None = None,
     axis_name: str | None = None,
     num_groups: int = 1,
+    cutmix_minmax: tuple[float, float] | None = None,
+    sort_weights: bool = False,
 ) -> tuple[Mixing, CutMixing, jax.Array]:
   """Draws a mixup Mixing, a CutMixing with the same partners, and the choice.
 
@@ -331,26 +387,23 @@ def sample_switch(
     CutMixing's `.mixing` already holds, row by row, the weights of the method
     chosen, so `mix_targets(cut.mixing, y)` gives the targets of the switched batch.
   """
-  if not isinstance(switch_prob, jax.core.Tracer) and not (
-      _checks.is_number(switch_prob) and 0.0 <= switch_prob <= 1.0):
-    raise ValueError(f"switch_prob must lie in [0, 1] (a number, or traced), got "
-                     f"{switch_prob!r}.")
+  _checks.check_probability("switch_prob", switch_prob)
   common = dict(granularity=granularity, pairing=pairing, labels=labels, prob=prob,
-                axis_name=axis_name, num_groups=num_groups)
+                axis_name=axis_name, num_groups=num_groups, sort_weights=sort_weights)
   cut = sample_cutmix(rng, cutmix_alpha, batch_size, image_size, correct_lam=correct_lam,
-                      area_range=area_range, **common)
+                      area_range=area_range, cutmix_minmax=cutmix_minmax, **common)
   # The mixup weights use the same partners: only the weights are drawn anew.
   mix_weights = mixing_lib.sample_mixing(
       jax.random.fold_in(rng, _CUT_WEIGHTS), mixup_alpha, batch_size, **common).weights
   mixup = cut.mixing.replace(weights=mix_weights)
   groups = cut.mixing.num_groups
   group_size = batch_size // groups
-  group_ids = mixing_lib._group_index(axis_name, num_groups)  # pylint: disable=protected-access
+  group_ids = mixing_lib.group_index(axis_name, num_groups)
   cutmix_prob = _switch_probability(mixup_alpha, cutmix_alpha, switch_prob)
-  use_cutmix = mixing_lib._draw_at_granularity(  # pylint: disable=protected-access
+  use_cutmix = mixing_lib.draw_at_granularity(
       jax.random.fold_in(rng, _SWITCH), granularity, groups, group_size,
       lambda key, n: jax.random.bernoulli(key, cutmix_prob, (n,)), group_ids)
-  use_cutmix = mixing_lib._per_row(use_cutmix, granularity, groups, group_size)  # pylint: disable=protected-access
+  use_cutmix = mixing_lib.per_row(use_cutmix, granularity, groups, group_size)
   weights = jnp.where(use_cutmix[:, None], cut.mixing.weights, mix_weights)
   return mixup, cut.replace(mixing=cut.mixing.replace(weights=weights)), use_cutmix
 
@@ -382,20 +435,28 @@ def mix_or_cutmix(
     label_smoothing: float = 0.0,
     axis_name: str | None = None,
     num_groups: int = 1,
+    cutmix_minmax: tuple[float, float] | None = None,
+    sort_weights: bool = False,
+    return_switch: bool = False,
 ):
   """CutMix with probability `switch_prob`, else mixup, per batch / row / group.
 
   As timm's `Mixup(mixup_alpha, cutmix_alpha, switch_prob)`, with label smoothing
-  off unless asked for. Returns (x_mixed, y_mixed).
+  off unless asked for. Returns (x_mixed, y_mixed) or, with return_switch,
+  (x_mixed, y_mixed, (mixup, cut, use_cutmix)) as `sample_switch` drew them:
+  `cut.lam` is each row's own share under the method it got, `cut.boxes` the boxes
+  (pasted only where `use_cutmix`).
   """
   size, image_size, labels = _call_inputs(x, y, pairing, partner, allow_integer=False)
   mixup, cut, use_cutmix = sample_switch(
       rng, size, image_size, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
       switch_prob=switch_prob, granularity=granularity, pairing=pairing, labels=labels,
       prob=prob, correct_lam=correct_lam, area_range=area_range, axis_name=axis_name,
-      num_groups=num_groups)
+      num_groups=num_groups, cutmix_minmax=cutmix_minmax, sort_weights=sort_weights)
   partner_x, partner_y = partner if partner is not None else (None, None)
   x_out = apply_switch(mixup, cut, use_cutmix, x, partner_x)
   y_out = mixing_lib.mix_targets(cut.mixing, y, num_classes=num_classes,
                                  label_smoothing=label_smoothing, partner_y=partner_y)
+  if return_switch:
+    return x_out, y_out, (mixup, cut, use_cutmix)
   return x_out, y_out

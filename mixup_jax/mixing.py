@@ -34,12 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixup_jax import _checks
+
 PyTree = Any
-Granularity = Literal["batch", "example", "device"]
+Granularity = Literal["batch", "example", "pair", "device"]
 Pairing = Literal["random", "same_class", "flip", "roll", "given"]
 TargetMode = Literal["mixed", "closest"]
 
-GRANULARITIES = ("batch", "example", "device")
+GRANULARITIES = ("batch", "example", "pair", "device")
 PAIRINGS = ("random", "same_class", "flip", "roll", "given")
 TARGET_MODES = ("mixed", "closest")
 
@@ -86,27 +88,6 @@ class Mixing:
 # ------------------------------------------------------------------------------
 
 
-def _check_alpha(alpha) -> None:
-  """Rejects a concrete alpha that is negative or not finite."""
-  if isinstance(alpha, jax.core.Tracer):
-    return  # checked at run time: see _sample_weights
-  value = np.asarray(alpha)
-  if value.shape != ():
-    raise ValueError(f"alpha must be a scalar, got shape {value.shape}.")
-  if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value) or value < 0:
-    raise ValueError(
-        f"alpha must be a finite number >= 0 (0 means no mixing), got {alpha!r}."
-    )
-
-
-def _check_probability(prob) -> None:
-  if isinstance(prob, jax.core.Tracer):
-    return
-  value = float(prob)
-  if not 0.0 <= value <= 1.0:
-    raise ValueError(f"prob must lie in [0, 1], got {prob!r}.")
-
-
 def batch_size_of(x: PyTree, argname: str = "x", *, allow_integer: bool = False) -> int:
   """The common leading (batch) dimension of every leaf of `x`.
 
@@ -140,7 +121,11 @@ def batch_size_of(x: PyTree, argname: str = "x", *, allow_integer: bool = False)
 # ------------------------------------------------------------------------------
 
 
-def _group_index(axis_name, num_groups: int) -> jax.Array:
+# The building blocks below are public so that other mixing methods (CutMix) draw
+# their own random parts with exactly the groups and streams of `sample_mixing`.
+
+
+def group_index(axis_name, num_groups: int) -> jax.Array:
   """[G] int32: the index of each group of rows this call sees."""
   if axis_name is not None:
     return jax.lax.axis_index(axis_name)[None]
@@ -166,7 +151,7 @@ def _draw_weights(key, alpha, num_sources: int, shape: Sequence[int]) -> jax.Arr
   return jnp.where(alpha >= 0, weights, jnp.nan)
 
 
-def _per_row(values: jax.Array, granularity: str, groups: int, group_size: int):
+def per_row(values: jax.Array, granularity: str, groups: int, group_size: int):
   """Broadcasts [1|G|B, ...] values drawn at `granularity` to one row per example."""
   if granularity == "batch":
     return jnp.broadcast_to(values, (groups * group_size,) + values.shape[1:])
@@ -175,14 +160,52 @@ def _per_row(values: jax.Array, granularity: str, groups: int, group_size: int):
   return values
 
 
-def _draw_at_granularity(key, granularity, groups, group_size, draw, group_ids):
-  """Draws `draw(key, n)` once per batch, per group, or per example."""
+def draw_at_granularity(key, granularity, groups, group_size, draw, group_ids):
+  """Draws `draw(key, n)` once per batch, per group, per example, or per pair.
+
+  Returns [1, ...] ("batch"), [G, ...] ("device") or [B, ...] values ("example";
+  "pair", where row n - 1 - i of a group gets row i's draw, as timm's pair mode);
+  `per_row` broadcasts them to [B, ...].
+  """
   if granularity == "batch":
     return draw(key, 1)
   if granularity == "device":
     return jax.vmap(lambda g: draw(jax.random.fold_in(key, g), 1)[0])(group_ids)
+  if granularity == "pair":
+    def mirrored(g):
+      half = draw(jax.random.fold_in(key, g), group_size // 2)
+      return jnp.concatenate([half, half[::-1]], axis=0)
+    per_group = jax.vmap(mirrored)(group_ids)
+    return per_group.reshape((groups * group_size,) + per_group.shape[2:])
   per_group = jax.vmap(lambda g: draw(jax.random.fold_in(key, g), group_size))(group_ids)
   return per_group.reshape((groups * group_size,) + per_group.shape[2:])
+
+
+def _draw_applied(key, prob, granularity, groups, group_size, group_ids):
+  """Whether each batch / group / row is mixed at all; None when prob is 1."""
+  if isinstance(prob, (int, float)) and prob == 1.0:
+    return None
+  return draw_at_granularity(key, granularity, groups, group_size,
+                             lambda k, n: jax.random.bernoulli(k, prob, (n,)), group_ids)
+
+
+def mixed_rows(rng, alpha, prob, batch_size: int, *, granularity: Granularity = "batch",
+               axis_name: str | None = None, num_groups: int = 1) -> jax.Array:
+  """[B] bool: the rows that `sample_mixing(rng, alpha, batch_size, ...)` mixes at all.
+
+  True where the Bernoulli(prob) draw said yes and alpha > 0 (traced or not), read
+  from the same key, so CutMix can leave exactly those rows alone. A row can be
+  mixed and still draw lambda = 1 in float32 (often, for alpha < 1): this says
+  whether it was mixed, not what it drew.
+  """
+  groups = num_groups if axis_name is None else 1
+  group_size = batch_size // groups
+  apply = _draw_applied(jax.random.fold_in(rng, _APPLY), prob, granularity, groups,
+                        group_size, group_index(axis_name, num_groups))
+  alpha_on = jnp.asarray(alpha) > 0
+  if apply is None:
+    return jnp.broadcast_to(alpha_on, (batch_size,))
+  return per_row(apply, granularity, groups, group_size) & alpha_on
 
 
 def _same_class_permutation(key, labels: jax.Array) -> jax.Array:
@@ -252,6 +275,7 @@ def sample_mixing(
     axis_name: str | None = None,
     global_pairing: bool = False,
     num_groups: int = 1,
+    sort_weights: bool = False,
 ) -> Mixing:
   """Draws the weights and partners for mixing one (local) batch.
 
@@ -261,8 +285,10 @@ def sample_mixing(
       sweep can vmap over it). 0 gives weight 1 on the example itself (ERM).
     batch_size: B, the number of rows of the (per-device) batch.
     granularity: "batch" draws one lambda for the whole batch (the paper), "example"
-      one per row, "device" one per device (under `axis_name`) or per group of rows
-      (`num_groups`). With "batch", every device draws the same lambda.
+      one per row, "pair" one per pair of rows i and n - 1 - i of a group (timm's
+      pair mode; needs pairing="flip", so the two rows of a pair mix with each other
+      by the same lambda), "device" one per device (under `axis_name`) or per group
+      of rows (`num_groups`). With "batch", every device draws the same lambda.
     pairing: "random" pairs each row with a row of a random permutation; "same_class"
       with a random row of the same class (needs `labels`; Table 5's SC); "given"
       pairs row i with row i of a partner batch the caller supplies later
@@ -284,16 +310,19 @@ def sample_mixing(
       with granularity "device", draw one lambda per group. A 1-device run with
       num_groups = D makes exactly the choices of a D-device run under `axis_name`,
       and a batch sharded over D devices keeps its gather local.
+    sort_weights: sort each row's weights in decreasing order, so that an example
+      always keeps the largest share of itself (lambda >= 1/2 for K = 2), as
+      big_vision's mixup does; the distribution of the weights is otherwise the same.
 
   Returns:
     A `Mixing` for a batch of `batch_size` rows.
   """
-  _check_alpha(alpha)
-  _check_probability(prob)
-  if granularity not in GRANULARITIES:
-    raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}.")
-  if pairing not in PAIRINGS:
-    raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}.")
+  _checks.check_concentration("alpha", alpha)
+  _checks.check_probability("prob", prob)
+  _checks.check_choice("granularity", granularity, GRANULARITIES)
+  _checks.check_choice("pairing", pairing, PAIRINGS)
+  if not isinstance(sort_weights, bool):
+    raise ValueError(f"sort_weights must be True or False, got {sort_weights!r}.")
   if not isinstance(num_sources, int) or num_sources < 2:
     raise ValueError(f"num_sources must be an int >= 2, got {num_sources!r}.")
   if not isinstance(batch_size, int) or batch_size < 1:
@@ -314,6 +343,14 @@ def sample_mixing(
     raise ValueError("global_pairing=True needs axis_name, the axis to pair across.")
   if global_pairing and pairing != "random":
     raise ValueError(f'global_pairing supports pairing="random" only, got {pairing!r}.')
+  if granularity == "pair":
+    if pairing != "flip":
+      raise ValueError('granularity="pair" gives rows i and n - 1 - i one lambda; they mix '
+                       f'with each other only with pairing="flip", got {pairing!r}.')
+    groups_of = num_groups if axis_name is None else 1
+    if (batch_size // groups_of) % 2:
+      raise ValueError(f'granularity="pair" needs an even number of rows per group, got '
+                       f"{batch_size // groups_of}.")
   if pairing in ("given", "flip", "roll") and num_sources != 2:
     raise ValueError(f'pairing="{pairing}" mixes each row with one partner: num_sources=2.')
   if pairing == "same_class":
@@ -329,24 +366,22 @@ def sample_mixing(
 
   groups = num_groups if axis_name is None else 1
   group_size = batch_size // groups
-  group_ids = _group_index(axis_name, num_groups)
+  group_ids = group_index(axis_name, num_groups)
   weights_key, apply_key, partners_key = (
       jax.random.fold_in(rng, i) for i in (_WEIGHTS, _APPLY, _PARTNERS)
   )
 
   def draw_weights(key, n):
-    return _draw_weights(key, alpha, num_sources, (n,))
+    weights = _draw_weights(key, alpha, num_sources, (n,))
+    return -jnp.sort(-weights, axis=-1) if sort_weights else weights
 
-  weights = _draw_at_granularity(
+  weights = draw_at_granularity(
       weights_key, granularity, groups, group_size, draw_weights, group_ids
   )
-  if not (isinstance(prob, (int, float)) and prob == 1.0):
-    apply = _draw_at_granularity(
-        apply_key, granularity, groups, group_size,
-        lambda key, n: jax.random.bernoulli(key, prob, (n,)), group_ids,
-    )
+  apply = _draw_applied(apply_key, prob, granularity, groups, group_size, group_ids)
+  if apply is not None:
     weights = jnp.where(apply[:, None], weights, jax.nn.one_hot(0, num_sources))
-  weights = _per_row(weights, granularity, groups, group_size)
+  weights = per_row(weights, granularity, groups, group_size)
 
   num_partners = num_sources - 1
   if pairing == "given":
@@ -371,7 +406,7 @@ def sample_mixing(
 # ------------------------------------------------------------------------------
 
 
-def _gather_rows(mixing: Mixing, source: jax.Array) -> jax.Array:
+def gather_rows(mixing: Mixing, source: jax.Array) -> jax.Array:
   """[B, K-1, ...] partner rows of `source`, gathered within each group."""
   if mixing.num_groups == 1:
     return jnp.take(source, mixing.partners, axis=0)
@@ -388,7 +423,7 @@ def _blend(mixing: Mixing, leaf: jax.Array, source: jax.Array) -> jax.Array:
   """sum_k weights[:, k] * rows_k in float32, returned in the leaf's dtype."""
   if mixing.global_axis is not None:
     source = jax.lax.all_gather(source, mixing.global_axis, tiled=True)
-  partner_rows = _gather_rows(mixing, source)  # [B, K-1, ...]
+  partner_rows = gather_rows(mixing, source)  # [B, K-1, ...]
   extra = (1,) * (leaf.ndim - 1)
   w = mixing.weights
   mixed = w[:, 0].reshape((-1,) + extra) * leaf.astype(jnp.float32)
@@ -437,31 +472,38 @@ def apply_mixing(mixing: Mixing, x: PyTree, partner: PyTree | None = None) -> Py
 # ------------------------------------------------------------------------------
 
 
-def smooth_labels(targets: jax.Array, epsilon: float) -> jax.Array:
+def smooth_labels(targets: jax.Array, epsilon: float, *, multi_label: bool = False) -> jax.Array:
   """The paper's label smoothing of [B, C] rows: eps/C off target, 1-(C-1)eps/C on.
 
-  Equals (1 - eps) * y + eps / C for one-hot y. epsilon = 0 returns `targets`.
+  Equals (1 - eps) * y + eps / C for one-hot y. With `multi_label` every class is its
+  own yes / no target, smoothed towards 1/2: (1 - eps) * y + eps / 2. epsilon = 0
+  returns `targets`.
   """
-  if isinstance(epsilon, (int, float)) and not 0.0 <= epsilon <= 1.0:
-    raise ValueError(f"label_smoothing must lie in [0, 1], got {epsilon!r}.")
-  num_classes = targets.shape[-1]
-  return (1.0 - epsilon) * targets + epsilon / num_classes
+  _checks.check_label_smoothing("label_smoothing", epsilon)
+  uniform = 0.5 if multi_label else 1.0 / targets.shape[-1]
+  return (1.0 - epsilon) * targets + epsilon * uniform
 
 
 def as_target_rows(
-    y: jax.Array, num_classes: int | None = None, label_smoothing: float = 0.0
+    y: jax.Array, num_classes: int | None = None, label_smoothing: float = 0.0,
+    *, multi_label: bool = False,
 ) -> jax.Array:
   """Float32 target rows from class ids, one-hot/soft rows, or regression values.
 
   Args:
     y: [B] integer class ids (needs num_classes), or float [B, C] one-hot / soft
-      rows, or float [B] / [B, D] regression targets.
+      rows, or float [B] / [B, D] regression targets; with `multi_label`, [B, C]
+      multi-hot rows (int, bool or float in [0, 1]).
     num_classes: C for integer ids. Ids outside [0, C) give NaN rows when traced
       (so the loss shows it) and a ValueError when concrete.
     label_smoothing: epsilon of `smooth_labels`; needs class targets.
+    multi_label: each class is its own binary target (a sigmoid loss), so rows need
+      not sum to 1 and smoothing goes towards 1/2 (timm's multi-label targets).
   """
   y = jnp.asarray(y) if not isinstance(y, jax.Array) else y
   dtype = jnp.result_type(y)
+  if multi_label:
+    return _multi_label_rows(y, num_classes, label_smoothing)
   if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_):
     if num_classes is None:
       raise ValueError(
@@ -495,6 +537,24 @@ def as_target_rows(
   return rows
 
 
+def _multi_label_rows(y: jax.Array, num_classes, label_smoothing) -> jax.Array:
+  """[B, C] float32 multi-hot rows, checked and smoothed towards 1/2."""
+  if jnp.ndim(y) != 2:
+    raise ValueError(f"multi-label y must be [B, C] multi-hot rows, got shape {jnp.shape(y)}.")
+  if num_classes is not None and jnp.shape(y)[1] != num_classes:
+    raise ValueError(f"multi-label y has {jnp.shape(y)[1]} columns, not num_classes="
+                     f"{num_classes}.")
+  rows = y.astype(jnp.float32)
+  if not isinstance(y, jax.core.Tracer):
+    values = np.asarray(rows)
+    if values.size and (values.min() < 0 or values.max() > 1):
+      raise ValueError("multi-label y must hold values in [0, 1] (1: the class is "
+                       f"present), got [{values.min()}, {values.max()}].")
+  if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0):
+    rows = smooth_labels(rows, label_smoothing, multi_label=True)
+  return rows
+
+
 def mix_targets(
     mixing: Mixing,
     y: jax.Array,
@@ -503,6 +563,7 @@ def mix_targets(
     mode: TargetMode = "mixed",
     label_smoothing: float = 0.0,
     partner_y: jax.Array | None = None,
+    multi_label: bool = False,
 ) -> jax.Array:
   """The float32 targets that go with `apply_mixing(mixing, x)`.
 
@@ -515,13 +576,14 @@ def mix_targets(
       the example itself): Table 5's "mix inputs only".
     label_smoothing: the paper's smoothing, applied to each row before mixing.
     partner_y: the partner batch's targets for pairing="given".
+    multi_label: [B, C] multi-hot targets, smoothed towards 1/2 (see `as_target_rows`).
   """
-  if mode not in TARGET_MODES:
-    raise ValueError(f"mode must be one of {TARGET_MODES}, got {mode!r}.")
-  rows = as_target_rows(y, num_classes, label_smoothing)
+  _checks.check_choice("mode", mode, TARGET_MODES)
+  rows = as_target_rows(y, num_classes, label_smoothing, multi_label=multi_label)
   partner_rows = None
   if partner_y is not None:
-    partner_rows = as_target_rows(partner_y, num_classes, label_smoothing)
+    partner_rows = as_target_rows(partner_y, num_classes, label_smoothing,
+                                  multi_label=multi_label)
   if rows.shape[0] != mixing.batch_size:
     raise ValueError(
         f"y has batch size {rows.shape[0]} but the mixing was sampled for "
@@ -557,6 +619,8 @@ def mix(
     axis_name: str | None = None,
     global_pairing: bool = False,
     num_groups: int = 1,
+    sort_weights: bool = False,
+    multi_label: bool = False,
     return_mixing: bool = False,
 ):
   """mixup of a batch with a permuted copy of itself, inputs and targets alike.
@@ -570,13 +634,14 @@ def mix(
     alpha: lambda ~ Beta(alpha, alpha); 0 returns x unchanged (ERM). Python float
       or traced scalar.
     num_classes: C, needed for integer class ids.
-    granularity, num_sources, prob, axis_name, global_pairing, num_groups: see
-      `sample_mixing`.
+    granularity, num_sources, prob, axis_name, global_pairing, num_groups,
+      sort_weights: see `sample_mixing`.
     pairing: "random", "same_class" (partners share the class of y) or "given"
       (then pass partner=(partner_x, partner_y), row i mixed with row i).
     partner: the caller's partner batch for pairing="given".
     targets: "mixed" (the paper) or "closest" (target of the heavier example).
     label_smoothing: epsilon of the paper's label smoothing; 0 (default) is none.
+    multi_label: y is [B, C] multi-hot rows (see `as_target_rows`).
     return_mixing: also return the `Mixing` (for metrics such as mean lambda).
 
   Returns:
@@ -592,25 +657,25 @@ def mix(
     raise ValueError('pass partner=(partner_x, partner_y) exactly when pairing="given".')
   labels = None
   if pairing == "same_class":
-    labels = _class_ids(y)
+    labels = class_ids(y)
   mixing = sample_mixing(
       rng, alpha, size,
       granularity=granularity, pairing=pairing, labels=labels,
       num_sources=num_sources, prob=prob, axis_name=axis_name,
-      global_pairing=global_pairing, num_groups=num_groups,
+      global_pairing=global_pairing, num_groups=num_groups, sort_weights=sort_weights,
   )
   partner_x, partner_y = partner if partner is not None else (None, None)
   x_mixed = apply_mixing(mixing, x, partner_x)
   y_mixed = mix_targets(
       mixing, y, num_classes=num_classes, mode=targets,
-      label_smoothing=label_smoothing, partner_y=partner_y,
+      label_smoothing=label_smoothing, partner_y=partner_y, multi_label=multi_label,
   )
   if return_mixing:
     return x_mixed, y_mixed, mixing
   return x_mixed, y_mixed
 
 
-def _class_ids(y: jax.Array) -> jax.Array:
+def class_ids(y: jax.Array) -> jax.Array:
   """[B] int class ids from ids or from one-hot/soft rows (argmax)."""
   dtype = jnp.result_type(y)
   if jnp.issubdtype(dtype, jnp.integer):

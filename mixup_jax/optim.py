@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mixup_jax import _checks
+
 Schedule = optax.Schedule
 LearningRate = float | optax.Schedule
 
@@ -63,7 +65,9 @@ def sgd(
     An optax transformation whose state exposes the learning rate it used.
   """
   _check_rate("learning_rate", learning_rate)
-  _check_nonnegative("momentum", momentum)
+  if not _checks.is_number(momentum) or not 0 <= momentum < 1:
+    raise ValueError(f"momentum must lie in [0, 1) (at 1 the updates never decay), got "
+                     f"{momentum!r}.")
   _check_nonnegative("weight_decay", weight_decay)
   if nesterov and momentum == 0:
     raise ValueError("nesterov=True needs momentum > 0 (as in PyTorch).")
@@ -294,7 +298,7 @@ def speech_schedule(
 
 def epochs_to_steps(epochs: int, steps_per_epoch: int) -> int:
   """Number of updates in `epochs` epochs, e.g. the ERM warm-up before mixing starts
-  (`make_train_step(mix_start_step=epochs_to_steps(5, steps_per_epoch))` for speech).
+  (`MixSpec(start_step=epochs_to_steps(5, steps_per_epoch))` for speech).
   """
   _check_steps_per_epoch(steps_per_epoch)
   if not isinstance(epochs, int) or epochs < 0:

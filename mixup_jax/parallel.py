@@ -2,7 +2,8 @@
 
   dp = DataParallel.create("sharded")                     # or "jit", "pmap", "shard_map"
   model = get_model("preact_resnet18", 10, axis_name=dp.axis_name)
-  step = dp.compile_train_step(make_train_step(num_classes=10, alpha=1.0, **dp.step_options))
+  step = dp.compile_train_step(make_train_step(num_classes=10, spec=MixSpec(alpha=1.0),
+                                              **dp.step_options))
   state = dp.put_state(create_train_state(rng, model, tx, example))
   state, metrics = step(state, dp.put_batch(host_batch))
   print(dp.get_metrics(metrics))

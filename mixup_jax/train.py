@@ -2,14 +2,14 @@
 
   tx = optim.sgd(optim.cifar_schedule(steps_per_epoch), weight_decay=1e-4)
   state = create_train_state(jax.random.PRNGKey(0), model, tx, images[:1])
-  train_step = jax.jit(make_train_step(num_classes=10, alpha=1.0))
+  train_step = jax.jit(make_train_step(num_classes=10, spec=MixSpec(alpha=1.0)))
   state, metrics = train_step(state, {"image": images, "label": labels})
 
 A batch takes this path through `train_step`, top to bottom:
   keys:     step_rng = fold_in(state.rng, state.step), one sub-key per purpose
   augment:  augment_fn(key, uint8 images) -> float images, per group of rows
-  mix:      sample_mixing -> apply_mixing on the inputs (or inside the model at a
-            stage) and mix_targets on the labels; ERM when alpha = 0
+  mix:      spec.sample -> draw.inputs (or inside the model at a stage) and
+            draw.targets on the labels (mixup_jax.spec); ERM when spec.mixes is False
   noise:    optional Gaussian input noise (Table 5's baseline), per group of rows
   loss:     soft-target cross-entropy, the mean over this device's rows
   gradient: averaged over devices under `axis_name` (see `_mean_over_devices`)
@@ -26,7 +26,7 @@ device, so runs with dropout agree only in distribution across device counts.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +34,10 @@ import numpy as np
 import optax
 
 from mixup_jax import _checks
-from mixup_jax import cutmixing as cutmix_lib
 from mixup_jax import losses
 from mixup_jax import mixing as mixing_lib
 from mixup_jax import optim
-from mixup_jax.models.layers import MIX_STAGES
+from mixup_jax.spec import MixSpec
 from mixup_jax.train_state import TrainState, create_train_state
 
 Batch = Mapping[str, jax.Array]
@@ -56,104 +55,36 @@ __all__ = [
 
 # Sub-streams of the step key, so adding a purpose never shifts the others.
 _MIXING, _DROPOUT, _AUGMENT, _NOISE, _STAGE = range(5)
-# Mixing positions of the latent-mixing models (mixup_jax.models.MIX_STAGES).
-_MODEL_STAGES = MIX_STAGES
 
 
-# ------------------------------------------------------------------------------
-# Validation at build time.
-# ------------------------------------------------------------------------------
+# Keywords that make_train_step took before the mixing options became one MixSpec.
+_SPEC_KEYWORDS = {
+    "alpha": "alpha", "granularity": "granularity", "pairing": "pairing",
+    "num_sources": "num_sources", "targets": "targets", "prob": "prob",
+    "global_pairing": "global_pairing", "label_smoothing": "label_smoothing",
+    "mix_stage": "stages", "mix_start_step": "start_step", "cutmix_alpha": "cutmix_alpha",
+    "switch_prob": "switch_prob",
+}
 
 
-_is_number, _is_int = _checks.is_number, _checks.is_int
-
-
-def _check_choice(name: str, value, choices) -> None:
-  if value not in choices:
-    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
-
-
-def _stages(mix_stage) -> tuple[int, ...] | None:
-  """None (mix the inputs in the step) or the tuple of model stages to draw from."""
-  if mix_stage is None:
-    return None
-  if _is_int(mix_stage):
-    stages = (mix_stage,)
-  elif isinstance(mix_stage, (tuple, list, range)):
-    stages = tuple(mix_stage)
-  else:
-    stages = ()
-  if not stages or any(not _is_int(k) or k not in _MODEL_STAGES for k in stages):
-    raise ValueError(
-        f"mix_stage must be None, an int in 0..5, or a non-empty sequence of them "
-        f"(a stage drawn per step), got {mix_stage!r}."
-    )
-  stages = tuple(int(k) for k in stages)
-  if len(set(stages)) != len(stages):
-    raise ValueError(f"mix_stage lists a stage twice: {mix_stage!r}.")
-  return stages
-
-
-def _check_options(
-    num_classes, alpha, granularity, pairing, num_sources, targets, prob,
-    global_pairing, num_groups, label_smoothing, stages, mix_start_step,
-    input_noise_sigma, augment_fn, axis_name, cutmix_alpha, switch_prob,
-) -> None:
-  """Rejects bad or contradictory options of make_train_step, naming the field."""
-  if not _is_number(cutmix_alpha) or not np.isfinite(cutmix_alpha) or cutmix_alpha < 0:
-    raise ValueError(f"cutmix_alpha must be a finite number >= 0 (0: no CutMix), got "
-                     f"{cutmix_alpha!r}.")
-  if not _is_number(switch_prob) or not 0.0 <= switch_prob <= 1.0:
-    raise ValueError(f"switch_prob must lie in [0, 1], got {switch_prob!r}.")
-  if cutmix_alpha > 0:
-    for name, bad in (("mix_stage", stages is not None), ("num_sources", num_sources != 2),
-                      ("global_pairing", global_pairing and alpha > 0)):
-      if bad:
-        raise ValueError(f"{name} cannot be combined with CutMix (cutmix_alpha > 0): CutMix "
-                         "pastes one partner's box into the input images.")
-  if not _is_int(num_classes) or num_classes < 2:
+def _check_step_options(num_classes, spec, num_groups, input_noise_sigma, augment_fn,
+                        axis_name) -> None:
+  """Refuses the non-mixing options of make_train_step that no step can use."""
+  if not _checks.is_int(num_classes) or num_classes < 2:
     raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
-  if not _is_number(alpha) or not np.isfinite(alpha) or alpha < 0:
-    raise ValueError(f"alpha must be a finite number >= 0 (0 is ERM), got {alpha!r}.")
-  _check_choice("granularity", granularity, mixing_lib.GRANULARITIES)
-  _check_choice("pairing", pairing, mixing_lib.PAIRINGS)
-  _check_choice("targets", targets, mixing_lib.TARGET_MODES)
-  if not _is_int(num_sources) or num_sources < 2:
-    raise ValueError(f"num_sources must be an int >= 2, got {num_sources!r}.")
-  if not _is_number(prob) or not 0.0 <= prob <= 1.0:
-    raise ValueError(f"prob must lie in [0, 1], got {prob!r}.")
-  if not _is_int(num_groups) or num_groups < 1:
+  if not isinstance(spec, MixSpec):
+    raise ValueError(f"spec must be a mixup_jax.MixSpec (MixSpec() is ERM), got "
+                     f"{type(spec).__name__}.")
+  if not _checks.is_int(num_groups) or num_groups < 1:
     raise ValueError(f"num_groups must be a positive int, got {num_groups!r}.")
   if axis_name is not None and num_groups != 1:
-    raise ValueError(
-        "num_groups must be 1 under axis_name: each device is one group already."
-    )
-  if global_pairing and axis_name is None:
-    raise ValueError("global_pairing=True needs axis_name (pmap or shard_map).")
-  if not _is_number(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
-    raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}.")
-  if not _is_int(mix_start_step) or mix_start_step < 0:
-    raise ValueError(f"mix_start_step must be an int >= 0, got {mix_start_step!r}.")
+    raise ValueError("num_groups must be 1 under axis_name: each device is one group already.")
   sigma = input_noise_sigma
-  if not _is_number(sigma) or not np.isfinite(sigma) or sigma < 0:
-    raise ValueError(
-        f"input_noise_sigma must be a finite number >= 0, got {input_noise_sigma!r}."
-    )
+  if not _checks.is_number(sigma) or not np.isfinite(sigma) or sigma < 0:
+    raise ValueError(f"input_noise_sigma must be a finite number >= 0, got {sigma!r}.")
   if augment_fn is not None and not callable(augment_fn):
     raise ValueError("augment_fn must be a function (rng, images) -> float images.")
-  if alpha == 0 and cutmix_alpha == 0:
-    for name, used in (
-        ("mix_stage", stages is not None),
-        ('pairing="given"', pairing == "given"),
-        ("mix_start_step", mix_start_step > 0),
-    ):
-      if used:
-        raise ValueError(f"{name} needs mixing: set alpha or cutmix_alpha > 0 (0 is ERM).")
-  if stages is not None and pairing == "given":
-    raise ValueError(
-        'pairing="given" mixes the inputs with a partner batch; it cannot be combined '
-        "with mix_stage (the model has no partner activations)."
-    )
+  spec.check_placement(axis_name=axis_name, num_groups=num_groups)
 
 
 # ------------------------------------------------------------------------------
@@ -274,42 +205,22 @@ def _call_model(state: TrainState, params, x, rngs, **kwargs):
 def make_train_step(
     *,
     num_classes: int,
-    alpha: float = 0.0,
-    granularity: str = "batch",
-    pairing: str = "random",
-    num_sources: int = 2,
-    targets: str = "mixed",
-    prob: float = 1.0,
-    global_pairing: bool = False,
-    num_groups: int = 1,
-    label_smoothing: float = 0.0,
-    mix_stage: int | Sequence[int] | None = None,
-    mix_start_step: int = 0,
+    spec: MixSpec = MixSpec(),
     input_noise_sigma: float = 0.0,
     augment_fn: AugmentFn | None = None,
     axis_name: str | None = None,
+    num_groups: int = 1,
     learning_rate_fn: optax.Schedule | None = None,
-    cutmix_alpha: float = 0.0,
-    switch_prob: float = 0.5,
+    **removed,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds `train_step(state, batch) -> (state, metrics)`, pure and jittable.
 
   Args:
     num_classes: C of the integer labels.
-    alpha: lambda ~ Beta(alpha, alpha); 0 is ERM (no mixing, no mixing cost).
-    granularity, pairing, num_sources, prob, global_pairing, num_groups: as in
-      `mixup_jax.sample_mixing`. num_groups > 1 pairs rows within contiguous groups
-      and gives each group its own augmentation and noise keys: set it to the
-      number of devices to reproduce a data-parallel run (or to keep the pairing
-      gather local when the batch is sharded by `jax.jit`).
-    targets: "mixed" (the paper) or "closest" (Table 5's "mix inputs only").
-    label_smoothing: epsilon of the paper's label smoothing, with or without mixing.
-    mix_stage: None mixes the inputs in the step; an int k in 0..5 asks the model to
-      mix its activations at stage k (`model(x, train, mixing=, mix_stage=k)`); a
-      sequence of stages draws one uniformly per step, the same on every device.
-    mix_start_step: updates of ERM before mixing starts (the speech recipe's
-      5-epoch warm-up: `optim.epochs_to_steps(5, steps_per_epoch)`).
-    input_noise_sigma: std of Gaussian noise added to the (mixed) inputs.
+    spec: how to mix (`mixup_jax.MixSpec`: mixup, CutMix, the switch, latent
+      mixing, label smoothing, warm-up); the default `MixSpec()` is ERM.
+    input_noise_sigma: std of Gaussian noise added to the (mixed) inputs (Table 5's
+      baseline).
     augment_fn: `augment_fn(rng, images) -> float32 images`, run on each group of
       rows with its own key (the host ships uint8; this also normalises). Must be
       pure JAX so it can be vmapped over groups. Without it the inputs must already
@@ -317,14 +228,13 @@ def make_train_step(
     axis_name: the mapped axis when the step runs per device (pmap / shard_map).
       Gradients and metrics are averaged over it; the model must be built with the
       same axis_name so BatchNorm averages its statistics over it.
+    num_groups: > 1 cuts the batch into contiguous groups, each paired within itself
+      and given its own augmentation and noise keys: set it to the number of devices
+      to reproduce a data-parallel run on one device (or to keep the pairing gather
+      local when the batch is sharded by `jax.jit`).
     learning_rate_fn: the schedule, used for the 'learning_rate' metric only when
       the optimizer state does not record its rate (optimizers from
       mixup_jax.optim do).
-    cutmix_alpha: > 0 turns CutMix on (`mixup_jax.cutmixing`), lambda ~ Beta(cutmix_alpha,
-      cutmix_alpha) for the box area. With alpha > 0 too, each batch (or row or
-      group, by `granularity`) uses CutMix with probability `switch_prob`, else
-      mixup, as timm's Mixup does; with alpha = 0 every batch uses CutMix.
-    switch_prob: the probability of CutMix when both are on.
 
   Batch keys: 'image' (or 'input') [B, ...], 'label' int [B]; optional 'true_label'
   int [B] (label-corruption runs), 'partner_image' (or 'partner_input' beside
@@ -338,15 +248,20 @@ def make_train_step(
   'grad_norm' (global norm of the averaged gradient, before weight decay) and
   'learning_rate' (the rate of this update).
   """
-  stages = _stages(mix_stage)
-  _check_options(
-      num_classes, alpha, granularity, pairing, num_sources, targets, prob,
-      global_pairing, num_groups, label_smoothing, stages, mix_start_step,
-      input_noise_sigma, augment_fn, axis_name, cutmix_alpha, switch_prob,
-  )
-  use_mixing = alpha > 0 or cutmix_alpha > 0
-  alpha, num_groups, num_sources = float(alpha), int(num_groups), int(num_sources)
-  cutmix_alpha = float(cutmix_alpha)
+  if removed:
+    moved = {k: _SPEC_KEYWORDS[k] for k in removed if k in _SPEC_KEYWORDS}
+    unknown = sorted(set(removed) - set(moved))
+    if unknown:
+      raise TypeError(f"make_train_step() got unexpected keyword arguments {unknown}.")
+    values = dict(removed)
+    if _checks.is_int(values.get("mix_stage")):
+      values["mix_stage"] = (values["mix_stage"],)
+    example = ", ".join(f"{v}={values[k]!r}" for k, v in moved.items())
+    raise TypeError(f"make_train_step takes the mixing options as one value now: "
+                    f"make_train_step(..., spec=mixup_jax.MixSpec({example})).")
+  _check_step_options(num_classes, spec, num_groups, input_noise_sigma, augment_fn,
+                      axis_name)
+  num_groups = int(num_groups)
 
   def prepare(key, x):
     return _per_group(augment_fn, key, x, num_groups, axis_name) if augment_fn else x
@@ -364,57 +279,26 @@ def make_train_step(
       )
 
     model_kwargs = {}
-    if use_mixing:
-      partner = None
-      if pairing == "given":
+    if spec.mixes:
+      partner = partner_labels = None
+      if spec.pairing == "given":
         partner_key = "partner_image" if "image" in batch else "partner_input"
         if partner_key not in batch or "partner_label" not in batch:
           raise ValueError(
               f'pairing="given" needs batch keys "{partner_key}" and "partner_label".'
           )
         partner = prepare(jax.random.fold_in(key(_AUGMENT), 1), batch[partner_key])
-      alpha_now, cutmix_now = alpha, cutmix_alpha
-      if mix_start_step:
-        warm = state.step >= mix_start_step
-        alpha_now = jnp.where(warm, alpha, 0.0)
-        cutmix_now = jnp.where(warm, cutmix_alpha, 0.0)
-      common = dict(granularity=granularity, pairing=pairing,
-                    labels=labels if pairing == "same_class" else None, prob=prob,
-                    axis_name=axis_name, num_groups=num_groups)
-      pasted = None
-      if cutmix_alpha > 0 and x.ndim != 4:
-        raise ValueError(
-            f"cutmix_alpha > 0 pastes boxes into [B, H, W, C] images; the batch's inputs "
-            f"have shape {x.shape}. Use alpha (mixup) for other inputs.")
-      if cutmix_alpha > 0 and alpha > 0:
-        mixup_mixing, cut, use_cutmix = cutmix_lib.sample_switch(
-            key(_MIXING), x.shape[0], x.shape[1:3], mixup_alpha=alpha_now,
-            cutmix_alpha=cutmix_now, switch_prob=switch_prob, **common)
-        pasted = cutmix_lib.apply_switch(mixup_mixing, cut, use_cutmix, x, partner)
-        mixing = cut.mixing
-      elif cutmix_alpha > 0:
-        cut = cutmix_lib.sample_cutmix(key(_MIXING), cutmix_now, x.shape[0], x.shape[1:3],
-                                       global_pairing=global_pairing, **common)
-        pasted = cutmix_lib.apply_cutmix(cut, x, partner)
-        mixing = cut.mixing
-      else:
-        mixing = mixing_lib.sample_mixing(
-            key(_MIXING), alpha_now, x.shape[0], num_sources=num_sources,
-            global_pairing=global_pairing, **common)
-      targets_rows = mixing_lib.mix_targets(
-          mixing, labels, num_classes=num_classes, mode=targets,
-          label_smoothing=label_smoothing,
-          partner_y=batch["partner_label"] if partner is not None else None,
-      )
-      if pasted is not None:
-        x = pasted
-      elif stages is None:
-        x = mixing_lib.apply_mixing(mixing, x, partner)
-      else:
-        model_kwargs["mixing"] = mixing
-      lam = jnp.mean(mixing.lam)
+        partner_labels = batch["partner_label"]
+      draw = spec.sample(key(_MIXING), x, labels, axis_name=axis_name,
+                         num_groups=num_groups, step=state.step)
+      targets_rows = draw.targets(labels, num_classes, partner_labels)
+      x = draw.inputs(x, partner)
+      if draw.in_model:
+        model_kwargs["mixing"] = draw.mixing
+        model_kwargs["mix_stage"] = spec.draw_stage(key(_STAGE))
+      lam = jnp.mean(draw.lam)
     else:
-      targets_rows = mixing_lib.as_target_rows(labels, num_classes, label_smoothing)
+      targets_rows = mixing_lib.as_target_rows(labels, num_classes, spec.label_smoothing)
       lam = jnp.ones((), jnp.float32)
 
     if input_noise_sigma:
@@ -425,14 +309,6 @@ def make_train_step(
     if axis_name is not None:
       dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
     rngs = {"dropout": dropout_key}
-
-    if stages is not None:
-      # One stage for the whole step (the same on every device): a Python int
-      # when fixed, else a traced draw that the model resolves with lax.cond.
-      model_kwargs["mix_stage"] = stages[0]
-      if len(stages) > 1:
-        index = jax.random.randint(key(_STAGE), (), 0, len(stages))
-        model_kwargs["mix_stage"] = jnp.asarray(stages, jnp.int32)[index]
 
     def loss_fn(params):
       logits, batch_stats = _call_model(state, params, x, rngs, **model_kwargs)

@@ -54,6 +54,7 @@ from mixup_jax import models as models_lib
 from mixup_jax import optim
 from mixup_jax import parallel
 from mixup_jax import train as train_lib
+from mixup_jax.spec import MixSpec
 # The config checks live in their own module; re-exported, as they are part of the
 # loop's interface (`trainer.validate_config(config)`, `except trainer.ConfigError`).
 from mixup_jax.config_checks import (  # noqa: F401  (re-exported)
@@ -343,7 +344,8 @@ def _build_steps(config, dataset, model, dp, steps_per_epoch, example_batch):
           jax.random.PRNGKey(config.seed))
   train_step = train_lib.make_train_step(
       num_classes=dataset.num_classes, augment_fn=dataset.train_preprocess,
-      **_mixing_options(config, steps_per_epoch), **dp.step_options)
+      spec=MixSpec.from_config(config, steps_per_epoch),
+      input_noise_sigma=float(config.input_noise_sigma), **dp.step_options)
   eval_step = dp.compile_eval_step(train_lib.make_eval_step(
       preprocess_fn=dataset.eval_preprocess, axis_name=dp.axis_name))
   metric_names = _metric_names(train_step, state, example_batch, dp.axis_name)
@@ -390,27 +392,6 @@ def _nonfinite_error(meter, step: int, ckpt) -> NonFiniteLossError:
 
 
 _EVAL_NAMES = {"loss": "loss", "top1_error": "error", "top5_error": "top5_error"}
-
-
-def _mixing_options(config: ml_collections.ConfigDict, steps_per_epoch: int) -> dict[str, Any]:
-  """make_train_step's mixing keywords from config.mixup and friends."""
-  mix = config.mixup
-  options = {
-      "alpha": float(mix.alpha),
-      "label_smoothing": float(config.label_smoothing),
-      "input_noise_sigma": float(config.input_noise_sigma),
-  }
-  cutmix_alpha = float(mix.get("cutmix_alpha", 0.0))
-  if cutmix_alpha > 0:
-    options.update(cutmix_alpha=cutmix_alpha, switch_prob=float(mix.get("switch_prob", 0.5)))
-  if mix.alpha > 0 or cutmix_alpha > 0:
-    options.update(
-        granularity=mix.granularity, pairing="given" if mix.pairing == "knn" else mix.pairing,
-        num_sources=mix.num_sources,
-        targets=mix.targets, prob=float(mix.prob), global_pairing=mix.global_pairing,
-        mix_start_step=optim.epochs_to_steps(mix.start_epoch, steps_per_epoch),
-        mix_stage=tuple(mix.stages) or None)
-  return options
 
 
 def _mixes(config: ml_collections.ConfigDict) -> bool:

@@ -96,6 +96,7 @@ def run(mode: str, data_dir: pathlib.Path, init_file: pathlib.Path | None = None
 
   from mixup_jax.data import augment
   from mixup_jax.parallel import DataParallel
+  from mixup_jax.spec import MixSpec
   from mixup_jax.train import make_eval_step, make_train_step
 
   dp = DataParallel.create(mode)
@@ -103,7 +104,7 @@ def run(mode: str, data_dir: pathlib.Path, init_file: pathlib.Path | None = None
   if mode == "jit":
     options["num_groups"] = NUM_DEVICES  # choose what 8 devices choose
   train_step = make_train_step(
-      num_classes=NUM_CLASSES, alpha=1.0, granularity="example",
+      num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0, granularity="example"),
       augment_fn=augment.cifar_train, **options,
   )
   eval_step = make_eval_step(preprocess_fn=augment.cifar_eval, axis_name=dp.axis_name)

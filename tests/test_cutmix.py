@@ -12,6 +12,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mixup_jax import cutmixing as cm
 from mixup_jax import mixing
+from mixup_jax.spec import MixSpec
 
 H, W, C = 12, 20, 3
 KEY = jax.random.key(0)
@@ -185,11 +186,10 @@ def test_bad_inputs_raise_value_error_naming_the_argument(call, match):
     call()
 
 
-def test_train_step_with_cutmix_and_the_switch_trains_on_real_cifar(data_dir):
-  # Three steps of a small CNN on real CIFAR-10: the loss is finite and the mean
-  # lambda is a pixel share, not 1. (Device-count invariance: the pmap test above.)
+def test_train_step_with_cutmix_refuses_what_it_cannot_paste(data_dir):
+  # Training with CutMix and the switch on real CIFAR-10, through the whole loop, is
+  # tests/test_mixing_regression.py (cases "cutmix" and "switch").
   from mixup_jax import models, optim
-  from mixup_jax.data import augment
   from mixup_jax.train import create_train_state, make_train_step
 
   with np.load(data_dir / "cifar10" / "data_batch_1.npz") as arrays:
@@ -197,18 +197,11 @@ def test_train_step_with_cutmix_and_the_switch_trains_on_real_cifar(data_dir):
   model = models.get_model("cifar_small_cnn", 10, width=4)
   tx = optim.sgd(0.1, momentum=0.9)
   state = create_train_state(KEY, model, tx, np.zeros((1, 32, 32, 3), np.float32))
-  for options in ({"cutmix_alpha": 1.0}, {"alpha": 1.0, "cutmix_alpha": 1.0, "switch_prob": 0.5,
-                                          "granularity": "example"}):
-    step = jax.jit(make_train_step(num_classes=10, augment_fn=augment.cifar_train, **options))
-    s = state
-    for _ in range(3):
-      s, metrics = step(s, batch)
-      assert np.isfinite(metrics["loss"]) and 0.0 < metrics["lambda"] < 1.0
-  with pytest.raises(ValueError, match="mix_stage cannot be combined with CutMix"):
-    make_train_step(num_classes=10, cutmix_alpha=1.0, mix_stage=2)
-  with pytest.raises(ValueError, match="cutmix_alpha must be a finite number"):
-    make_train_step(num_classes=10, cutmix_alpha=-1.0)
-  flat = make_train_step(num_classes=10, cutmix_alpha=1.0)
+  with pytest.raises(ValueError, match="stages: CutMix .* cannot mix at hidden stages"):
+    MixSpec(cutmix_alpha=1.0, stages=(2,))
+  with pytest.raises(ValueError, match="cutmix_alpha: must be a finite number"):
+    MixSpec(cutmix_alpha=-1.0)
+  flat = make_train_step(num_classes=10, spec=MixSpec(cutmix_alpha=1.0))
   with pytest.raises(ValueError, match=r"\[B, H, W, C\] images"):
     jax.eval_shape(flat, state, {"image": np.zeros((16, 3072), np.float32),
                                  "label": batch["label"]})
@@ -220,11 +213,10 @@ def test_config_fields_reach_the_train_step():
 
   config = default.get_config()
   config.mixup.alpha, config.mixup.cutmix_alpha, config.mixup.switch_prob = 0.0, 1.0, 0.3
-  options = trainer._mixing_options(config, steps_per_epoch=10)
-  assert options["cutmix_alpha"] == 1.0 and options["switch_prob"] == 0.3
-  assert options["pairing"] == "random"  # mixing options are on with CutMix alone
+  spec = MixSpec.from_config(config, steps_per_epoch=10)
+  assert spec.method == "cutmix" and spec.cutmix_alpha == 1.0 and spec.switch_prob == 0.3
   config.mixup.stages = (2,)
-  with pytest.raises(trainer.ConfigError, match="mixup.cutmix_alpha"):
+  with pytest.raises(trainer.ConfigError, match="config.mixup.stages: CutMix"):
     trainer.validate_config(config)
 
 

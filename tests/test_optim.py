@@ -189,6 +189,8 @@ def test_epochs_to_steps():
         (lambda: optim.sgd(-0.1), "learning_rate"),
         (lambda: optim.sgd(0.1, weight_decay=-1.0), "weight_decay"),
         (lambda: optim.sgd(0.1, momentum=0.0, nesterov=True), "nesterov"),
+        (lambda: optim.sgd(0.1, momentum=1.0), "momentum"),
+        (lambda: optim.sgd(0.1, momentum=-0.1), "momentum"),
         (lambda: optim.adam(b1=1.0), "b1"),
         (lambda: optim.cifar_schedule(0), "steps_per_epoch"),
         (lambda: optim.step_decay_schedule(0.1, (150, 100), 10), "boundary"),

@@ -201,10 +201,10 @@ def test_documented_options_are_exactly_the_accepted_ones(fragment, vocabulary):
 
 
 def test_config_vocabularies_are_defined_once():
-  from mixup_jax import mixing, train
+  from mixup_jax import _checks, mixing, spec
   assert set(trainer.PAIRINGS) - {"knn"} == set(mixing.PAIRINGS) - {"given"}
-  assert tuple(train._MODEL_STAGES) == tuple(models.MIX_STAGES)
-  assert train._is_int is config_checks._is_int
+  assert spec.MIX_STAGES is models.MIX_STAGES
+  assert config_checks._is_int is _checks.is_int
 
 
 def test_every_documented_option_is_accepted_by_the_command_line(tmp_path):
@@ -213,6 +213,8 @@ def test_every_documented_option_is_accepted_by_the_command_line(tmp_path):
   overrides = ["--config.mixup.knn_k=7", "--config.mixup.knn_within_class=True",
                "--config.mixup.pairing=knn", "--config.parallel=shard_map",
                "--config.schedule=imagenet", "--config.label_corruption_seed=3",
+               "--config.mixup.cutmix_minmax=(0.2, 0.8)", "--config.mixup.sort_weights=True",
+               "--config.mixup.area_range=(0.1, 0.5)", "--config.mixup.correct_lam=False",
                "--config.batch_size=0"]
   out = subprocess.run(
       [sys.executable, "-m", "experiments.main", "--config=experiments/configs/default.py",

@@ -14,6 +14,7 @@ import optax
 import pytest
 
 from mixup_jax import losses, mixing, optim
+from mixup_jax.spec import MixSpec, MixSpecError
 from mixup_jax.data import augment
 from mixup_jax.models import get_model
 from mixup_jax.models.layers import mix_at
@@ -87,7 +88,7 @@ def _assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
 
 
 def test_mixup_step_equals_hand_written_step(cnn_state, batch):
-  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=1.0))
+  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0)))
   state, ref_state = cnn_state, cnn_state
   for expected_lr in (0.1, 0.01):
     state, metrics = step(state, batch)
@@ -173,7 +174,7 @@ def test_erm_with_label_smoothing_and_float_accuracy(mlp_state, features):
   logits = mlp_state.apply_fn(mlp_state.variables, features["input"], train=True)
   predicted = np.argmax(np.asarray(logits), -1).astype(np.int32)
   labels = np.where(np.arange(BATCH) < BATCH // 2, predicted, (predicted + 1) % NUM_CLASSES)
-  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, label_smoothing=0.1))
+  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(label_smoothing=0.1)))
   new_state, metrics = step(
       mlp_state, {"input": features["input"], "label": labels, "true_label": predicted}
   )
@@ -188,7 +189,7 @@ def test_erm_with_label_smoothing_and_float_accuracy(mlp_state, features):
 
 
 def test_mixing_starts_after_erm_warmup(mlp_state, features):
-  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=1.0, mix_start_step=2))
+  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0, start_step=2)))
   lambdas = []
   state = mlp_state
   for _ in range(3):
@@ -207,7 +208,7 @@ def test_given_partner_pairing_mixes_row_i_with_partner_row_i(mlp_state, feature
       partner_input=features["input"][partner_order],
       partner_label=features["label"][partner_order],
   )
-  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=0.4, pairing="given"))
+  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=0.4, pairing="given")))
   _, metrics = step(mlp_state, batch)
   lam = _sample_mixing(_mixing_key(mlp_state), 0.4, BATCH, pairing="given").lam[0]
   x = lam * features["input"] + (1 - lam) * batch["partner_input"]
@@ -218,7 +219,7 @@ def test_given_partner_pairing_mixes_row_i_with_partner_row_i(mlp_state, feature
 
 
 def test_closest_targets_use_the_heavier_example(mlp_state, features):
-  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=1.0, targets="closest"))
+  step = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0, targets="closest")))
   _, metrics = step(mlp_state, features)
   m = _sample_mixing(_mixing_key(mlp_state), 1.0, BATCH)
   lam = float(m.lam[0])
@@ -256,9 +257,9 @@ class StageProbe(nn.Module):
 def test_latent_mixing_at_a_drawn_stage(features):
   example = features["input"][:1]
   state = create_train_state(jax.random.PRNGKey(3), StageProbe(), optim.sgd(0.1), example)
-  at_input = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=1.0))
-  at_five = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=1.0, mix_stage=5))
-  drawn = jax.jit(make_train_step(num_classes=NUM_CLASSES, alpha=1.0, mix_stage=(0, 5)))
+  at_input = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0)))
+  at_five = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0, stages=(5,))))
+  drawn = jax.jit(make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0, stages=(0, 5))))
   drawn_stages = []
   for step_number in range(6):
     state = state.replace(step=jnp.asarray(step_number, jnp.int32))
@@ -312,25 +313,52 @@ def test_foreign_optimizer_needs_learning_rate_fn(features):
     "options, match",
     [
         (dict(num_classes=1), "num_classes"),
-        (dict(num_classes=10, alpha=-1.0), "alpha"),
-        (dict(num_classes=10, alpha=float("nan")), "alpha"),
-        (dict(num_classes=10, alpha=1.0, granularity="row"), "granularity"),
-        (dict(num_classes=10, alpha=1.0, targets="soft"), "targets"),
-        (dict(num_classes=10, alpha=1.0, prob=1.5), "prob"),
-        (dict(num_classes=10, alpha=1.0, num_groups=2, axis_name="data"), "num_groups"),
-        (dict(num_classes=10, alpha=1.0, global_pairing=True), "global_pairing"),
-        (dict(num_classes=10, label_smoothing=2.0), "label_smoothing"),
-        (dict(num_classes=10, alpha=1.0, mix_stage=6), "mix_stage"),
-        (dict(num_classes=10, alpha=1.0, mix_stage=()), "mix_stage"),
-        (dict(num_classes=10, mix_stage=1), "mix_stage"),
-        (dict(num_classes=10, mix_start_step=5), "mix_start_step"),
-        (dict(num_classes=10, alpha=1.0, pairing="given", mix_stage=1), "given"),
+        (dict(num_classes=10, spec={"alpha": 1.0}), "spec must be a mixup_jax.MixSpec"),
+        (dict(num_classes=10, spec=MixSpec(alpha=1.0), num_groups=2, axis_name="data"),
+         "num_groups"),
+        (dict(num_classes=10, spec=MixSpec(alpha=1.0, global_pairing=True)), "global_pairing"),
+        (dict(num_classes=10, spec=MixSpec(alpha=1.0, granularity="device")), "granularity"),
         (dict(num_classes=10, input_noise_sigma=-0.1), "input_noise_sigma"),
     ],
 )
 def test_bad_options_raise(options, match):
   with pytest.raises(ValueError, match=match):
     make_train_step(**options)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        (dict(alpha=-1.0), "alpha"),
+        (dict(alpha=float("nan")), "alpha"),
+        (dict(alpha=1.0, granularity="row"), "granularity"),
+        (dict(alpha=1.0, targets="soft"), "targets"),
+        (dict(alpha=1.0, prob=1.5), "prob"),
+        (dict(label_smoothing=2.0), "label_smoothing"),
+        (dict(label_smoothing=1.0), "label_smoothing"),
+        (dict(alpha=1.0, stages=(6,)), "stages"),
+        (dict(alpha=1.0, stages=(1, 1)), "stages"),
+        (dict(stages=(1,)), "stages"),
+        (dict(start_step=5), "start_step"),
+        (dict(alpha=1.0, pairing="given", stages=(1,)), "given"),
+        (dict(alpha=1.0, pairing="flip", num_sources=3), "num_sources"),
+        (dict(alpha=1.0, granularity="pair"), "pair"),
+        (dict(cutmix_alpha=1.0, stages=(2,)), "stages"),
+        (dict(cutmix_alpha=-1.0), "cutmix_alpha"),
+        (dict(alpha=1.0, cutmix_minmax=(0.2, 0.8)), "cutmix_minmax"),
+        (dict(cutmix_alpha=1.0, cutmix_minmax=(0.8, 0.2)), "cutmix_minmax"),
+        (dict(alpha=1.0, sort_weights=1), "sort_weights"),
+    ],
+)
+def test_bad_specs_raise_naming_the_field(fields, match):
+  with pytest.raises(MixSpecError, match=match) as error:
+    MixSpec(**fields)
+  assert error.value.field in match or match in str(error.value)
+
+
+def test_the_old_keywords_name_the_spec():
+  with pytest.raises(TypeError, match=r"spec=mixup_jax.MixSpec\(alpha=1.0, stages=\(2,\)\)"):
+    make_train_step(num_classes=10, alpha=1.0, mix_stage=2)
 
 
 @pytest.mark.parametrize(
@@ -344,13 +372,13 @@ def test_bad_options_raise(options, match):
     ],
 )
 def test_bad_batches_raise_at_trace_time(mlp_state, features, edit, match):
-  step = make_train_step(num_classes=NUM_CLASSES, alpha=1.0)
+  step = make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0))
   with pytest.raises(ValueError, match=match):
     jax.eval_shape(step, mlp_state, edit(features))
 
 
 def test_given_pairing_without_partner_keys_raises(mlp_state, features):
-  step = make_train_step(num_classes=NUM_CLASSES, alpha=1.0, pairing="given")
+  step = make_train_step(num_classes=NUM_CLASSES, spec=MixSpec(alpha=1.0, pairing="given"))
   with pytest.raises(ValueError, match="partner_input"):
     jax.eval_shape(step, mlp_state, features)
 

@@ -179,7 +179,7 @@ def test_nonfinite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path, ir
          "config.eval_from_epoch: 3 leaves no periodic evaluation"),
         ({"mixup.global_pairing": True}, "config.mixup.global_pairing: needs a per-device step"),
         ({"mixup.pairing": "roll", "mixup.num_sources": 3},
-         "config.mixup.num_sources: pairing 'roll' gives each row one fixed partner"),
+         "config.mixup.num_sources: pairing 'roll' gives each row one partner"),
     ],
 )
 def test_bad_config_fails_before_training_naming_the_field(overrides, field):
