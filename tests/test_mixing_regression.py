@@ -5,32 +5,33 @@ results of experiments/ were trained by the same code paths, so a refactoring of
 mixing options that keeps these runs bitwise keeps those results valid.
 """
 
-import json
 import math
 
 import pytest
 
 from tests.helpers import mixing_regression
 
-_RECORDED = json.loads(mixing_regression.FIXTURE.read_text())
-_SAME_PLATFORM = _RECORDED["platform"] == mixing_regression.platform_id()
+_RECORDINGS = mixing_regression.recordings()
+_HERE = [r for r in _RECORDINGS if r["platform"] == mixing_regression.platform_id()]
 
 
-def test_every_case_is_recorded():
-  assert sorted(_RECORDED["cases"]) == sorted(mixing_regression.CASES)
+def test_every_platform_records_every_case():
+  assert _RECORDINGS
+  for recording in _RECORDINGS:
+    assert sorted(recording["cases"]) == sorted(mixing_regression.CASES), recording["platform"]
 
 
 @pytest.mark.parametrize("case", sorted(mixing_regression.CASES))
 def test_run_matches_its_recording(case, data_dir):
-  recorded = _RECORDED["cases"][case]
   outcome = mixing_regression.run_case(case, str(data_dir))
-  if _SAME_PLATFORM:
-    assert outcome == recorded, f"{case}: the run differs from its recording"
+  if _HERE:
+    assert outcome == _HERE[0]["cases"][case], f"{case}: the run differs from its recording"
     return
-  # Another CPU or jaxlib may round differently: a moved draw still shows by far more.
-  for name in ("final_test_error", "test_loss"):
-    assert math.isclose(outcome[name], recorded[name], rel_tol=1e-4), (case, name)
-  for name in ("train_loss", "train_lambda"):
-    assert len(outcome[name]) == len(recorded[name])
-    for got, want in zip(outcome[name], recorded[name]):
-      assert math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6), (case, name, got, want)
+  # Another CPU or jaxlib may round differently: the draws must not move, the losses
+  # only by rounding (see tests/helpers/mixing_regression.py).
+  recorded = _RECORDINGS[0]["cases"][case]
+  assert outcome["train_lambda"] == pytest.approx(recorded["train_lambda"], abs=1e-6), case
+  for name in ("test_loss", "train_loss"):
+    assert outcome[name] == pytest.approx(recorded[name], rel=5e-3), (case, name)
+  assert math.isclose(outcome["final_test_error"], recorded["final_test_error"],
+                      abs_tol=1.1), case  # one of the 96 test images

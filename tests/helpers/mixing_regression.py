@@ -9,9 +9,13 @@ change that is meant to change results, and say so in the commit:
 
   python -m tests.helpers.mixing_regression --record
 
-XLA may round differently on another CPU or jaxlib, so the bits are compared where
-the recording's platform matches and the metrics to 1e-4 elsewhere (a moved draw
-changes them by far more).
+XLA may round differently on another CPU or jaxlib, so the fixture keeps one recording
+per platform (the code they were made with was bitwise identical on the first): the
+bits are compared where a recording's platform matches, and elsewhere the draws
+(lambda) exactly and the losses to 5e-3. Rounding moves the losses by up to 6e-4
+between an AMD EPYC and an Intel Xeon (the k-way 'closest' targets flip on near-ties;
+every other case by under 3e-7); a moved draw changes lambda and the losses by far more.
+Recording on a new platform adds its recording and keeps the others.
 """
 
 from __future__ import annotations
@@ -141,11 +145,18 @@ def platform_id() -> str:
   return f"{model} | jax {jax.__version__} | jaxlib {jaxlib.__version__}"
 
 
+def recordings() -> list[dict[str, Any]]:
+  """The fixture's recordings, one per platform: [{'platform', 'cases'}]."""
+  return json.loads(FIXTURE.read_text())["recordings"] if FIXTURE.exists() else []
+
+
 def record(data_dir: str) -> None:
   outcomes = {case: run_case(case, data_dir) for case in CASES}
-  FIXTURE.write_text(json.dumps({"platform": platform_id(), "cases": outcomes},
-                                indent=1, sort_keys=True) + "\n")
-  print(f"wrote {FIXTURE} ({len(outcomes)} cases)")
+  kept = [r for r in recordings() if r["platform"] != platform_id()]
+  fixture = {"recordings": kept + [{"platform": platform_id(), "cases": outcomes}]}
+  FIXTURE.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
+  print(f"wrote {FIXTURE} ({len(outcomes)} cases on {platform_id()}, "
+        f"{len(kept)} other platform(s) kept)")
 
 
 if __name__ == "__main__":
