@@ -9,9 +9,12 @@ continue as if it had never stopped:
   <directory>/<step>/data_iter  the input pipeline's iterator position
                                 (grain; one file per process)
   <directory>/<step>/config     the run's config, as JSON
-  <directory>/<step>/history    the metric records up to this step, as JSON
   <directory>/<step>/extra      anything else JSON-able the loop wants back
                                 (e.g. the wall time spent so far)
+
+The metric history is not in it: the loop keeps it in metrics.jsonl and cuts that
+file back to the restored step on resume (checkpoints written before this change
+also hold a `history` item, which is ignored).
 
 Saves are asynchronous: `save` returns once the arrays are copied to the host
 and the files are written in the background. The directory keeps the last
@@ -34,7 +37,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from absl import logging
 from etils import epath
@@ -52,7 +55,7 @@ PyTree = Any
 PathLike = str | os.PathLike[str]
 
 _TMP_MARKER = ".orbax-checkpoint-tmp"
-_STATE, _DATA_ITER, _CONFIG, _HISTORY, _EXTRA = "state", "data_iter", "config", "history", "extra"
+_STATE, _DATA_ITER, _CONFIG, _EXTRA = "state", "data_iter", "config", "extra"
 _policies = ocp.checkpoint_managers
 
 
@@ -103,7 +106,6 @@ class Restored:
     step: the step the checkpoint was saved at (number of updates done).
     state: the state pytree, with the structure, shapes, dtypes and shardings of
       the template passed to `restore_latest`.
-    history: the metric records saved with it (all have step <= `step`).
     config: the config of the run that saved it, as a JSON dict.
     extra: the `extra` dict given to `save` ({} if none).
     path: the step directory it was read from.
@@ -111,7 +113,6 @@ class Restored:
 
   step: int
   state: PyTree
-  history: list[dict[str, Any]]
   config: dict[str, Any] | None
   extra: dict[str, Any]
   path: epath.Path
@@ -126,7 +127,7 @@ class Checkpointer:
     restored = ckpt.restore_latest(state, data_iter)   # None on a fresh run
     ...
     ckpt.save(step, state, data_iter=data_iter, config=config.to_dict(),
-              history=history, metrics={"test_error": err})
+              metrics={"test_error": err})
     ...
     ckpt.close()   # waits for the last asynchronous save
 
@@ -199,17 +200,15 @@ class Checkpointer:
     return steps[-1] if steps else None
 
   def best_step(self) -> int | None:
-    """The step of the kept checkpoint with the best `best_metric`, or None."""
+    """The step of the kept checkpoint with the best `best_metric` (Orbax's ranking), or
+    None when no kept checkpoint was evaluated."""
     if self.best_metric is None:
       return None
-    scored = []
-    for step in self.all_steps():
-      metrics = self._manager.metrics(step)
-      if metrics is not None and math.isfinite(metrics.get(self.best_metric, math.inf)):
-        scored.append((metrics[self.best_metric], step))
-    if not scored:
+    step = self._manager.best_step()
+    metrics = self._manager.metrics(step) if step is not None else None
+    if not metrics or not math.isfinite(metrics.get(self.best_metric, math.inf)):
       return None
-    return (min(scored) if self.best_mode == "min" else max(scored))[1]
+    return step
 
   def saved_config(self, step: int | None = None) -> dict[str, Any] | None:
     """The config saved with the checkpoint at `step` (default: the latest), or None.
@@ -302,10 +301,9 @@ class Checkpointer:
 
   def _restore(self, step: int, abstract: PyTree, data_iter: Any) -> Restored:
     items = {p.name for p in self.step_path(step).iterdir() if p.is_dir()}
-    missing = {_STATE, _HISTORY} - items
-    if missing:
-      raise ValueError(f"checkpoint lacks item(s) {sorted(missing)}")
-    args = {_STATE: ocp.args.StandardRestore(abstract), _HISTORY: ocp.args.JsonRestore()}
+    if _STATE not in items:
+      raise ValueError(f"checkpoint lacks item {_STATE!r}")
+    args = {_STATE: ocp.args.StandardRestore(abstract)}
     for name in (_CONFIG, _EXTRA):
       if name in items:
         args[name] = ocp.args.JsonRestore()
@@ -314,14 +312,9 @@ class Checkpointer:
         raise ValueError("checkpoint holds no input iterator state, but one was given to restore")
       args[_DATA_ITER] = _IterRestore(data_iter)
     out = self._manager.restore(step, args=ocp.args.Composite(**args))
-    history = out[_HISTORY]["records"]
-    late = [r["step"] for r in history if r["step"] > step]
-    if late:
-      raise ValueError(f"history holds records after the checkpoint step: {late[:3]}")
     return Restored(
         step=step,
         state=out[_STATE],
-        history=history,
         config=out[_CONFIG] if _CONFIG in items else None,
         extra=out[_EXTRA] if _EXTRA in items else {},
         path=self.step_path(step),
@@ -356,7 +349,6 @@ class Checkpointer:
       step: int,
       state: PyTree,
       *,
-      history: Sequence[Mapping[str, Any]],
       data_iter: Any = None,
       config: Mapping[str, Any] | None = None,
       metrics: Mapping[str, float] | None = None,
@@ -367,7 +359,6 @@ class Checkpointer:
     Args:
       step: the number of updates done; the step directory's name.
       state: pytree of arrays (the train state and anything else to carry).
-      history: JSON-able metric records, each with a 'step' <= `step`.
       data_iter: the input iterator whose position to save (grain), or None.
       config: the run's config as a JSON-able dict, or None.
       metrics: values that rank checkpoints (must hold `best_metric` to be a
@@ -380,14 +371,7 @@ class Checkpointer:
     """
     if step in self._manager.all_steps():
       return False
-    late = [r["step"] for r in history if r["step"] > step]
-    if late:
-      raise ValueError(
-          f"history has records after step {step} (steps {late[:3]}); pass only those up to it.")
-    args = {
-        _STATE: ocp.args.StandardSave(state),
-        _HISTORY: ocp.args.JsonSave({"records": list(history)}),
-    }
+    args = {_STATE: ocp.args.StandardSave(state)}
     if config is not None:
       args[_CONFIG] = ocp.args.JsonSave(dict(config))
     if extra is not None:

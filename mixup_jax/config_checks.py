@@ -18,12 +18,13 @@ from mixup_jax import config_defaults
 from mixup_jax import data as data_lib
 from mixup_jax import mixing as mixing_lib
 from mixup_jax import models as models_lib
+from mixup_jax import optim
 from mixup_jax import parallel
 from mixup_jax.spec import CONFIG_FIELDS, MixSpec, MixSpecError
 
 PARALLEL_MODES = parallel.MODES
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cifar", "wrn", "imagenet", "speech", "step", "cosine")
+SCHEDULES = tuple(optim.SCHEDULES)
 # config.mixup.pairing: the in-batch pairings of mixup_jax.mixing, plus 'knn', which
 # mixes each example with one of its nearest training neighbours (Table 5's KNN;
 # mixup.knn_k neighbours, within the class when mixup.knn_within_class). The loop
@@ -43,10 +44,6 @@ def _require(ok: bool, field: str, message: str) -> None:
 _is_int, _is_number = _checks.is_int, _checks.is_number
 
 
-# Fields whose keys are options of the chosen model or dataset builder, not schema.
-_FREE_FORM = ("model_options", "dataset_options")
-
-
 def unknown_fields(config, schema, prefix: str = "") -> list[str]:
   """Messages for each field of `config` that `schema` lacks, with the closest name."""
   messages = []
@@ -57,7 +54,8 @@ def unknown_fields(config, schema, prefix: str = "") -> list[str]:
       hint = f"did you mean config.{prefix}{close[0]}?" if close else (
           "see mixup_jax/config_defaults.py for the fields.")
       messages.append(f"config.{name}: unknown field; {hint}")
-    elif isinstance(schema[key], ml_collections.ConfigDict) and key not in _FREE_FORM:
+    elif (isinstance(schema[key], ml_collections.ConfigDict)
+          and key not in config_defaults.FREE_FORM_FIELDS):
       value = config[key]
       if isinstance(value, (dict, ml_collections.ConfigDict)):
         messages += unknown_fields(value, schema[key], f"{name}.")
@@ -79,6 +77,7 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   unknown = unknown_fields(config, config_defaults.default_config())
   if unknown:
     raise ConfigError("; ".join(unknown))
+  config = config_defaults.with_defaults(config)
   if check_names:
     datasets = data_lib.list_datasets()
     _require(config.dataset in datasets, "dataset",
@@ -93,15 +92,15 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
            f"must be one of {data_lib.registry.SOURCES}, got {config.data_source!r}.")
   _require(_is_number(config.label_corruption) and 0 <= config.label_corruption <= 1,
            "label_corruption", f"must be a fraction in [0, 1], got {config.label_corruption!r}.")
-  _require(_is_int(config.get("label_corruption_seed", 0))
-           and config.get("label_corruption_seed", 0) >= 0, "label_corruption_seed",
-           f"must be an int >= 0, got {config.get('label_corruption_seed')!r}.")
+  _require(_is_int(config.label_corruption_seed)
+           and config.label_corruption_seed >= 0, "label_corruption_seed",
+           f"must be an int >= 0, got {config.label_corruption_seed!r}.")
   for field in ("train_size", "test_size"):
-    _require(_is_int(config.get(field, 0)) and config.get(field, 0) >= 0, field,
-             f"must be an int >= 0 (0: the whole split), got {config.get(field)!r}.")
-  _require(config.get("train_subset", "leading") in data_lib.registry.TRAIN_SUBSETS,
+    _require(_is_int(config[field]) and config[field] >= 0, field,
+             f"must be an int >= 0 (0: the whole split), got {config[field]!r}.")
+  _require(config.train_subset in data_lib.registry.TRAIN_SUBSETS,
            "train_subset", f"must be one of {data_lib.registry.TRAIN_SUBSETS}, got "
-           f"{config.get('train_subset')!r}.")
+           f"{config.train_subset!r}.")
   _require(_is_int(config.data_workers) and config.data_workers >= 0, "data_workers",
            f"must be an int >= 0, got {config.data_workers!r}.")
 
@@ -115,16 +114,16 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
            f"must be in [0, 1), got {config.momentum!r}.")
   _require(_is_number(config.weight_decay) and config.weight_decay >= 0, "weight_decay",
            f"must be >= 0, got {config.weight_decay!r}.")
-  boundaries = config.get("schedule_boundaries", ())
+  boundaries = config.schedule_boundaries
   _require(isinstance(boundaries, (tuple, list)) and all(_is_int(e) and e >= 0 for e in boundaries)
            and list(boundaries) == sorted(set(boundaries)), "schedule_boundaries",
            f"must be increasing epochs (ints >= 0), got {boundaries!r}.")
   _require(config.schedule != "step" or len(boundaries) > 0, "schedule_boundaries",
            "schedule 'step' needs the epochs at which to multiply the rate, e.g. (30, 45).")
-  factor = config.get("schedule_factor", 0.1)
+  factor = config.schedule_factor
   _require(_is_number(factor) and 0 < factor, "schedule_factor",
            f"must be a number > 0, got {factor!r}.")
-  warmup = config.get("warmup_epochs", 0)
+  warmup = config.warmup_epochs
   _require(_is_int(warmup) and warmup >= 0, "warmup_epochs",
            f"must be an int >= 0, got {warmup!r}.")
   _require(_is_int(config.schedule_shift) and config.schedule_shift >= 0, "schedule_shift",
@@ -157,10 +156,10 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   except MixSpecError as error:
     raise ConfigError(f"config.{CONFIG_FIELDS.get(error.field, error.field)}: "
                       f"{error.reason}") from None
-  _require(_is_int(mix.get("knn_k", 200)) and mix.get("knn_k", 200) >= 1, "mixup.knn_k",
-           f"must be an int >= 1, got {mix.get('knn_k')!r}.")
-  _require(isinstance(mix.get("knn_within_class", False), bool), "mixup.knn_within_class",
-           f"must be True or False, got {mix.get('knn_within_class')!r}.")
+  _require(_is_int(mix.knn_k) and mix.knn_k >= 1, "mixup.knn_k",
+           f"must be an int >= 1, got {mix.knn_k!r}.")
+  _require(isinstance(mix.knn_within_class, bool), "mixup.knn_within_class",
+           f"must be True or False, got {mix.knn_within_class!r}.")
   _require(not (spec.mixes and spec.global_pairing) or config.parallel in ("pmap", "shard_map"),
            "mixup.global_pairing", "needs a per-device step: set config.parallel to 'pmap' or "
            f"'shard_map', not {config.parallel!r}.")
@@ -182,7 +181,7 @@ def validate_config(config: ml_collections.ConfigDict, *, check_names: bool = Tr
   for field in ("eval_every_steps", "checkpoint_every_steps"):
     _require(_is_int(config[field]) and config[field] >= 0, field,
              f"must be an int >= 0 (0: every epoch), got {config[field]!r}.")
-  eval_from = config.get("eval_from_epoch", 0)
+  eval_from = config.eval_from_epoch
   _require(_is_int(eval_from) and eval_from >= 0, "eval_from_epoch",
            f"must be an int >= 0 (epochs), got {eval_from!r}.")
   _require(config.num_train_steps or eval_from < config.num_epochs, "eval_from_epoch",

@@ -7,7 +7,13 @@ have, so a typo fails at once instead of being ignored. The values each field ac
 are in config_checks.
 """
 
+import copy
+
 import ml_collections
+
+# Fields whose keys are the options of the chosen model or dataset builder: a config's
+# own value replaces the default whole.
+FREE_FORM_FIELDS = ("model_options", "dataset_options")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -105,3 +111,31 @@ def default_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 0  # 0: after every epoch (and at the end)
   config.max_checkpoints_to_keep = 2  # plus the one with the best test error
   return config
+
+
+def with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` in which every field it lacks has its default_config() value.
+
+  A config written before a field existed (an older workdir's, or one built by hand)
+  then reads like any other, so the loop never restates a default. The config's own
+  values are copied as they are, neither converted nor checked (validate_config
+  checks them); the free-form option dicts are never filled in.
+  """
+  if isinstance(config, ml_collections.FrozenConfigDict):
+    completed = config.as_configdict()
+  elif isinstance(config, ml_collections.ConfigDict):
+    completed = copy.deepcopy(config)
+  else:
+    completed = ml_collections.ConfigDict(copy.deepcopy(dict(config)))
+  _fill(completed, default_config())
+  return completed
+
+
+def _fill(node: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> None:
+  with node.unlocked():
+    for key, default in defaults.items():
+      if key not in node:
+        node[key] = copy.deepcopy(default)
+      elif (key not in FREE_FORM_FIELDS and isinstance(default, ml_collections.ConfigDict)
+            and isinstance(node[key], ml_collections.ConfigDict)):
+        _fill(node[key], default)

@@ -49,10 +49,26 @@ def empty_meter(metric_shapes: Mapping[str, Any]) -> dict:
   }
 
 
+def read_history(workdir: epath.Path, upto_step: int) -> list[dict[str, Any]]:
+  """The metric records of metrics.jsonl up to `upto_step` (a resumed checkpoint's step).
+
+  Records past it were written by the interrupted run after its last checkpoint and
+  will be written again. A missing file (a workdir written by another process's
+  host) gives no history, with a warning: the results then cover the resumed part.
+  """
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    logging.warning("%s is missing: the resumed run's results cover only the steps after "
+                    "%d.", path, upto_step)
+    return []
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  return [record for record in records if record["step"] <= upto_step]
+
+
 class Outputs:
   """metrics.jsonl and TensorBoard events of one run (written by process 0 only).
 
-  On resume the JSON-lines file is rewritten from the checkpoint's history, and
+  On resume the JSON-lines file is rewritten from the history up to the checkpoint, and
   TensorBoard is told to drop events after the checkpoint step, so records
   written by the interrupted run past its last checkpoint disappear from both.
   """

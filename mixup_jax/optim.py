@@ -23,7 +23,7 @@ uses lr / 10.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -294,6 +294,43 @@ def speech_schedule(
     raise ValueError(f"every_epochs must be a positive int, got {every_epochs!r}.")
   boundaries = tuple(range(every_epochs, num_epochs, every_epochs))
   return step_decay_schedule(base_lr, boundaries, steps_per_epoch, 0.1)
+
+
+# The schedules a config names (`config.schedule`), each built from the config's
+# rate fields: the one list the config checks and the loop read.
+SCHEDULES: dict[str, Callable[..., Schedule | float]] = {
+    "constant": lambda *, base_lr, **_: base_lr,
+    "cifar": lambda *, base_lr, steps_per_epoch, shift_epochs, **_: cifar_schedule(
+        steps_per_epoch, base_lr=base_lr, shift_epochs=shift_epochs),
+    "wrn": lambda *, base_lr, steps_per_epoch, shift_epochs, **_: wrn_schedule(
+        steps_per_epoch, base_lr=base_lr, shift_epochs=shift_epochs),
+    "imagenet": lambda *, base_lr, steps_per_epoch, num_epochs, **_: imagenet_schedule(
+        steps_per_epoch, num_epochs=num_epochs, base_lr=base_lr),
+    "speech": lambda *, base_lr, steps_per_epoch, num_epochs, **_: speech_schedule(
+        steps_per_epoch, num_epochs=num_epochs, base_lr=base_lr),
+    "step": lambda *, base_lr, steps_per_epoch, boundaries, factor, shift_epochs, **_: (
+        step_decay_schedule(base_lr, boundaries, steps_per_epoch, factor,
+                            shift_epochs=shift_epochs)),
+    "cosine": lambda *, base_lr, steps_per_epoch, total_steps, warmup_epochs, **_: (
+        cosine_schedule(base_lr, total_steps, warmup_steps=warmup_epochs * steps_per_epoch)),
+}
+
+
+def make_schedule(name: str, *, base_lr: float, steps_per_epoch: int, num_epochs: int,
+                  total_steps: int, boundaries: Sequence[int] = (), factor: float = 0.1,
+                  shift_epochs: int = 0, warmup_epochs: int = 0) -> Schedule | float:
+  """The learning rate of the schedule called `name` (a key of SCHEDULES).
+
+  Each schedule reads the arguments it needs: `boundaries` and `factor` ('step'),
+  `shift_epochs` ('cifar', 'wrn', 'step'), `num_epochs` ('imagenet', 'speech'),
+  `total_steps` and `warmup_epochs` ('cosine'). 'constant' is the number base_lr.
+  """
+  if name not in SCHEDULES:
+    raise ValueError(f"unknown schedule {name!r}; valid names: {sorted(SCHEDULES)}.")
+  return SCHEDULES[name](
+      base_lr=base_lr, steps_per_epoch=steps_per_epoch, num_epochs=num_epochs,
+      total_steps=total_steps, boundaries=tuple(boundaries), factor=factor,
+      shift_epochs=shift_epochs, warmup_epochs=warmup_epochs)
 
 
 def epochs_to_steps(epochs: int, steps_per_epoch: int) -> int:

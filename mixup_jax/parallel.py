@@ -24,8 +24,9 @@ The modes (all data parallel, parameters replicated, the global batch split by r
 All four compute the same numbers as one device given num_groups = D (tests/
 test_parallel.py). "pmap", "sharded" and "shard_map" also span every process of a
 `jax.distributed` run (tests/test_multiprocess.py): each process passes its own rows
-to `put_batch` (`jax.make_array_from_process_local_data`, or its local devices under
-pmap) and `local_rows` says which rows of a global batch those are.
+to `put_batch` (each device's block of rows, or its local devices under pmap) and
+`local_rows` says which rows of a global batch those are: they follow the mesh, so
+the device order may interleave processes.
 """
 
 from __future__ import annotations
@@ -195,8 +196,10 @@ class DataParallel:
   def put_batch(self, batch: PyTree) -> PyTree:
     """Places this process's rows of the global batch (numpy arrays [B_local, ...]).
 
-    "pmap" reshapes every leaf to [local devices, B_local / local devices, ...];
-    "sharded" and "shard_map" build global arrays sharded by rows.
+    The rows are those `local_rows` names, in its order. "pmap" reshapes every leaf
+    to [local devices, B_local / local devices, ...]; "sharded" and "shard_map"
+    build global arrays sharded by rows, each device's block taken from the rows
+    the mesh gives it, whatever the order of the mesh's devices across processes.
     """
     leaves = jax.tree.leaves(batch)
     rows = {np.shape(leaf)[0] for leaf in leaves}
@@ -220,32 +223,50 @@ class DataParallel:
           ),
           batch,
       )
-    return jax.tree.map(
-        lambda leaf: jax.make_array_from_process_local_data(
-            self.batch_sharding, np.asarray(leaf)
-        ),
-        batch,
-    )
+    global_rows = local_rows * self.num_devices // local_devices
+    positions = self.local_rows(global_rows)
+    # Each device's block, as a slice of this process's rows.
+    blocks = [(device, slice(offset, offset + block.stop - block.start))
+              for device, block in self._device_blocks(global_rows).items()
+              for offset in [int(np.searchsorted(positions, block.start))]]
 
-  def local_rows(self, global_batch_size: int) -> slice:
-    """The rows of a global batch that this process passes to `put_batch`."""
+    def place(leaf):
+      leaf = np.asarray(leaf)
+      shards = [jax.device_put(leaf[rows], device) for device, rows in blocks]
+      return jax.make_array_from_single_device_arrays(
+          (global_rows,) + leaf.shape[1:], self.batch_sharding, shards)
+
+    return jax.tree.map(place, batch)
+
+  def _device_blocks(self, global_batch_size: int) -> dict[jax.Device, slice]:
+    """{this process's device: the rows of a global batch it holds}, in mesh order."""
+    index_map = self.batch_sharding.addressable_devices_indices_map((global_batch_size,))
+    return {device: slice(index[0].start or 0, index[0].stop or global_batch_size)
+            for device, index in index_map.items()}
+
+  def local_rows(self, global_batch_size: int) -> np.ndarray:
+    """The rows of a global batch that this process passes to `put_batch`, increasing.
+
+    They follow the mesh: a device at position g of the mesh holds rows
+    [g * B / D, (g + 1) * B / D), so a process whose devices are not adjacent in the
+    mesh (an interleaved device order) holds several blocks. The loader reads
+    exactly these rows (`train_iterator(..., rows=)`), so a run gives the same
+    global batches, and the same pairing groups, on 1 process or N.
+    """
     if self.mode in ("jit", "pmap") and jax.process_count() == 1:
-      return slice(0, global_batch_size)
+      return np.arange(global_batch_size)
     if global_batch_size % self.num_devices:
       raise ValueError(
           f"global_batch_size={global_batch_size} is not divisible by "
           f"{self.num_devices} devices."
       )
     if self.mode == "pmap":
+      # pmap orders its axis by process: each process holds one contiguous share.
       per_process = global_batch_size // jax.process_count()
       start = jax.process_index() * per_process
-      return slice(start, start + per_process)
-    index_map = self.batch_sharding.addressable_devices_indices_map((global_batch_size,))
-    starts = sorted(index[0].start or 0 for index in index_map.values())
-    size = global_batch_size // self.num_devices
-    if starts != list(range(starts[0], starts[0] + size * len(starts), size)):
-      raise ValueError("this process's devices do not hold contiguous rows of the batch.")
-    return slice(starts[0], starts[0] + size * len(starts))
+      return np.arange(start, start + per_process)
+    blocks = sorted(self._device_blocks(global_batch_size).values(), key=lambda b: b.start)
+    return np.concatenate([np.arange(b.start, b.stop) for b in blocks])
 
   def get_state(self, state: PyTree) -> PyTree:
     """One copy of a placed state (drops the pmap device axis); for checkpoints."""

@@ -25,6 +25,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from mixup_jax import config_defaults
 from mixup_jax import _checks
 from mixup_jax import cutmixing
 from mixup_jax import mixing as mixing_lib
@@ -149,8 +150,9 @@ class MixSpec:
     are checked, then not used (so a sweep over alpha can include 0). Pairing
     "knn" becomes "given": the input pipeline ships each row's neighbour.
     """
+    config = config_defaults.with_defaults(config)
     mix = config.mixup
-    start_epoch = mix.get("start_epoch", 0)
+    start_epoch = mix.start_epoch
     _require(_checks.is_int(start_epoch) and start_epoch >= 0, "start_step",
              f"must be an int >= 0 (epochs), got {start_epoch!r}.")
     _require(_checks.is_int(steps_per_epoch) and steps_per_epoch >= 1, "steps_per_epoch",
@@ -159,16 +161,16 @@ class MixSpec:
              "'given' is the train step's own pairing; a config asks for 'knn' (the "
              "input pipeline then ships each row's nearest neighbour).")
     fields = {
-        "alpha": mix.alpha, "cutmix_alpha": mix.get("cutmix_alpha", 0.0),
-        "switch_prob": mix.get("switch_prob", 0.5), "granularity": mix.granularity,
+        "alpha": mix.alpha, "cutmix_alpha": mix.cutmix_alpha,
+        "switch_prob": mix.switch_prob, "granularity": mix.granularity,
         "pairing": "given" if mix.pairing == "knn" else mix.pairing,
         "num_sources": mix.num_sources, "targets": mix.targets, "prob": mix.prob,
-        "global_pairing": mix.global_pairing, "sort_weights": mix.get("sort_weights", False),
+        "global_pairing": mix.global_pairing, "sort_weights": mix.sort_weights,
         "label_smoothing": config.label_smoothing, "stages": tuple(mix.stages),
         "start_step": start_epoch * steps_per_epoch,
-        "correct_lam": mix.get("correct_lam", True),
-        "area_range": _none_if_empty(mix.get("area_range", None)),
-        "cutmix_minmax": _none_if_empty(mix.get("cutmix_minmax", None)),
+        "correct_lam": mix.correct_lam,
+        "area_range": _none_if_empty(mix.area_range),
+        "cutmix_minmax": _none_if_empty(mix.cutmix_minmax),
     }
     erm = cls(label_smoothing=fields["label_smoothing"])
     if not (_positive(fields["alpha"]) or _positive(fields["cutmix_alpha"])):

@@ -12,7 +12,7 @@ A batch takes this path through `train_step`, top to bottom:
             draw.targets on the labels (mixup_jax.spec); ERM when spec.mixes is False
   noise:    optional Gaussian input noise (Table 5's baseline), per group of rows
   loss:     soft-target cross-entropy, the mean over this device's rows
-  gradient: averaged over devices under `axis_name` (see `_mean_over_devices`)
+  gradient: each device's own, averaged over devices under `axis_name`
   update:   the optax transformation in the state; new BatchNorm statistics
 
 Groups of rows. A data-parallel run over D devices gives every device its own keys
@@ -37,6 +37,7 @@ from mixup_jax import _checks
 from mixup_jax import losses
 from mixup_jax import mixing as mixing_lib
 from mixup_jax import optim
+from mixup_jax.data.pipeline import pad_batch
 from mixup_jax.spec import MixSpec
 from mixup_jax.train_state import TrainState, create_train_state
 
@@ -138,51 +139,19 @@ def _per_group(fn, key, x, num_groups: int, axis_name):
   return out.reshape((-1,) + out.shape[2:])
 
 
-def _varying_axes(x: jax.Array) -> frozenset:
-  """The mapped axes over which x may differ, as JAX's type system tracks them.
+def _per_device_params(params, axis_name):
+  """The parameters as a per-device value, so that each device's gradient is its own.
 
-  Inside `jax.shard_map` (check_vma=True) this is tracked for every value; under
-  pmap or shard_map(check_vma=False) it is empty for everything. JAX has exposed
-  it as `jax.typeof(x).vma` and, since 0.9, as `jax.typeof(x).mat.varying`. If
-  neither exists, the gradient rule below could silently be off by a factor of
-  the device count, so this raises at trace time instead of guessing.
-  """
-  aval = jax.typeof(x)
-  manual = getattr(aval, "mat", None)
-  if manual is not None and hasattr(manual, "varying"):
-    return frozenset(manual.varying)
-  if hasattr(aval, "vma"):
-    return frozenset(aval.vma or ())
-  if manual is None and hasattr(aval, "mat"):  # outside any manual axis
-    return frozenset()
-  raise RuntimeError(
-      f"jax {jax.__version__} exposes neither jax.typeof(x).mat.varying nor "
-      "jax.typeof(x).vma, which make_train_step needs to average shard_map gradients "
-      "exactly once. Use parallel='pmap' or 'sharded', or a JAX release that has them.")
-
-
-def _mean_over_devices(grads, axis_name, probe: jax.Array):
-  """The global-batch gradient from each device's gradient of its own mean loss.
-
-  Under pmap (and shard_map without type tracking) every device holds the gradient
-  of its own loss, and their mean is the global one. Inside `jax.shard_map` with
-  replicated (device-invariant) parameters, JAX already summed the per-device
-  gradients when it transposed the broadcast of the parameters, so the mean is that
-  sum / D and a further pmean would add a redundant all-reduce. `probe` (this
-  device's inputs, always varying) tells whether varying-ness is tracked at all.
+  Inside `jax.shard_map` (with its default type checking) replicated parameters are
+  device-invariant, and differentiating through them already sums the per-device
+  gradients; a `pmean` of that sum would multiply the step by the device count.
+  Casting them to device-varying first (`jax.lax.pcast`, a no-op under pmap and
+  shard_map(check_vma=False)) leaves every device with the gradient of its own loss
+  in every mode, so one `pmean` gives the global-batch gradient everywhere.
   """
   if axis_name is None:
-    return grads
-  if axis_name not in _varying_axes(probe):
-    return jax.lax.pmean(grads, axis_name)
-  size = jax.lax.axis_size(axis_name)
-
-  def mean(g):
-    if axis_name in _varying_axes(g):
-      return jax.lax.pmean(g, axis_name)
-    return g / size
-
-  return jax.tree.map(mean, grads)
+    return params
+  return jax.lax.pcast(params, axis_name, to="varying")
 
 
 def _call_model(state: TrainState, params, x, rngs, **kwargs):
@@ -317,9 +286,10 @@ def make_train_step(
       return loss, (logits, batch_stats)
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params
+        _per_device_params(state.params, axis_name)
     )
-    grads = _mean_over_devices(grads, axis_name, x)
+    if axis_name is not None:
+      grads = jax.lax.pmean(grads, axis_name)
     new_state = state.apply_gradients(grads, batch_stats)
 
     metrics = {
@@ -370,7 +340,7 @@ def make_eval_step(
       uint8 images the host ships); None when the inputs are already float.
     axis_name: the mapped axis under pmap / shard_map; sums are summed over it.
 
-  The batch may carry 'mask' [B] (1 for real rows, 0 for padding, see `pad_batch`),
+  The batch may carry 'mask' [B] (True on real rows, False on padding: `pad_batch`),
   so the last partial batch counts every example exactly once.
 
   Returns sums (float32 scalars): 'loss' (cross-entropy against the labels), 'top1'
@@ -421,30 +391,3 @@ def eval_metrics_from_sums(sums: Mapping[str, Any]) -> dict[str, float]:
   if "top5" in sums:
     out["top5_error"] = 100.0 * (1.0 - float(np.asarray(sums["top5"])) / count)
   return out
-
-
-def pad_batch(batch: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-  """Pads a (last, partial) host batch with zero rows to batch_size and adds 'mask'.
-
-  Args:
-    batch: dict of numpy arrays with a common leading dimension n <= batch_size.
-    batch_size: the fixed size the compiled eval step expects.
-
-  Returns:
-    The padded batch with 'mask' float32 [batch_size]: 1 for the n real rows.
-  """
-  sizes = {k: np.shape(v)[0] for k, v in batch.items() if k != "mask"}
-  if len(set(sizes.values())) != 1:
-    raise ValueError(f"batch arrays have different leading sizes: {sizes}.")
-  n = next(iter(sizes.values()))
-  if n > batch_size:
-    raise ValueError(f"batch has {n} rows, more than batch_size={batch_size}.")
-  old_mask = np.asarray(batch.get("mask", np.ones(n)), np.float32)
-  padded = {}
-  for k, v in batch.items():
-    if k == "mask":
-      continue
-    v = np.asarray(v)
-    padded[k] = np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
-  padded["mask"] = np.concatenate([old_mask, np.zeros(batch_size - n, np.float32)])
-  return padded

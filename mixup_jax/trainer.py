@@ -16,7 +16,7 @@ that never stopped. The workdir (a local folder or a bucket such as gs://...,
 through etils.epath) holds:
 
   checkpoints/      Orbax checkpoints (train state, data iterator position,
-                    config, metric history): the last few plus the best
+                    config): the last few plus the best
   metrics.jsonl     one JSON record per log / eval step, e.g.
                     {"step": 390, "epoch": 1.0, "train/loss": ...}
   tensorboard/      the same records as TensorBoard event files
@@ -44,10 +44,12 @@ from typing import Any, Callable, Mapping, Sequence
 from absl import logging
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
 from mixup_jax import checkpoint as checkpoint_lib
+from mixup_jax import config_defaults
 from mixup_jax import data as data_lib
 from mixup_jax import loop_outputs
 from mixup_jax import models as models_lib
@@ -83,16 +85,17 @@ def build_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
     ConfigError: the dataset cannot be built with these fields (a missing data
       directory, an unknown dataset option); the message says which and how.
   """
+  config = config_defaults.with_defaults(config)
   try:
     return data_lib.get_dataset(
         config.dataset,
         data_dir=config.data_dir or None,
         source=config.data_source,
         label_corruption=config.label_corruption,
-        label_corruption_seed=config.get("label_corruption_seed", 0),
-        train_size=config.get("train_size", 0),
-        test_size=config.get("test_size", 0),
-        train_subset=config.get("train_subset", "leading"),
+        label_corruption_seed=config.label_corruption_seed,
+        train_size=config.train_size,
+        test_size=config.test_size,
+        train_subset=config.train_subset,
         **config.dataset_options.to_dict(),
     )
   except (ValueError, TypeError, FileNotFoundError) as e:
@@ -114,22 +117,14 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, axis_name: 
 
 def build_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int):
   """The learning rate (a number or an optax schedule) of `config.schedule`."""
-  lr, spe = config.learning_rate, steps_per_epoch
-  schedules = {
-      "constant": lambda: lr,
-      "cifar": lambda: optim.cifar_schedule(spe, base_lr=lr, shift_epochs=config.schedule_shift),
-      "wrn": lambda: optim.wrn_schedule(spe, base_lr=lr, shift_epochs=config.schedule_shift),
-      "imagenet": lambda: optim.imagenet_schedule(spe, num_epochs=config.num_epochs, base_lr=lr),
-      "speech": lambda: optim.speech_schedule(spe, num_epochs=config.num_epochs, base_lr=lr),
-      "step": lambda: optim.step_decay_schedule(
-          lr, tuple(config.get("schedule_boundaries", ())), spe,
-          factor=config.get("schedule_factor", 0.1), shift_epochs=config.schedule_shift),
-      "cosine": lambda: optim.cosine_schedule(
-          lr, config.num_train_steps or config.num_epochs * spe,
-          warmup_steps=config.get("warmup_epochs", 0) * spe),
-  }
+  config = config_defaults.with_defaults(config)
   try:
-    return schedules[config.schedule]()
+    return optim.make_schedule(
+        config.schedule, base_lr=config.learning_rate, steps_per_epoch=steps_per_epoch,
+        num_epochs=config.num_epochs,
+        total_steps=config.num_train_steps or config.num_epochs * steps_per_epoch,
+        boundaries=config.schedule_boundaries, factor=config.schedule_factor,
+        shift_epochs=config.schedule_shift, warmup_epochs=config.warmup_epochs)
   except ValueError as e:
     raise ConfigError(f"config.schedule={config.schedule!r}: {e}") from e
 
@@ -165,6 +160,7 @@ def train_and_evaluate(
     The results (also written to workdir/results.json), see `run_training`.
   """
   validate_config(config)
+  config = config_defaults.with_defaults(config)
   dataset = build_dataset(config)
   axis_name = parallel.DataParallel.create(config.parallel).axis_name
   model = build_model(config, dataset.num_classes, axis_name)
@@ -206,6 +202,7 @@ def run_training(
     {'preempted': True, 'step': ..., 'checkpoint': ...} instead.
   """
   validate_config(config, check_names=False)
+  config = config_defaults.with_defaults(config)
   _check_dataset_fits(config, dataset)
   session_start = time.time()
   workdir = checkpoint_lib.as_path(workdir) if workdir else None
@@ -221,14 +218,13 @@ def run_training(
   eval_every = config.eval_every_steps or steps_per_epoch
   # Early evaluations only cost time when a statistic of the last epochs is all a run
   # reports (Table 5's median of the last 10).
-  eval_from_step = config.get("eval_from_epoch", 0) * steps_per_epoch
+  eval_from_step = config.eval_from_epoch * steps_per_epoch
   checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
 
   # Data, state and compiled steps.
   train_iter = data_lib.train_iterator(
       dataset.train, global_batch_size=config.batch_size, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      worker_count=config.data_workers,
+      rows=dp.local_rows(config.batch_size), worker_count=config.data_workers,
       transforms=tuple(dataset.train_transforms) + _partner_transforms(config, dataset))
   carry, step_fn, eval_step, metric_names = _build_steps(
       config, dataset, model, dp, steps_per_epoch, _peek(train_iter, dataset.input_key))
@@ -243,7 +239,10 @@ def run_training(
         best_metric=_selection_metric(dataset).replace("/", "_"))
     restored = _restore_or_name_the_changes(ckpt, carry, train_iter, config_json, workdir)
     if restored is not None:
-      history, start_step = restored.history, restored.step
+      start_step = restored.step
+      history = loop_outputs.read_history(workdir, start_step)
+      if jax.process_count() > 1:  # every process has read it before process 0 rewrites it
+        multihost_utils.sync_global_devices("mixup_jax_history_read")
       carry = {"train_state": restored.state["train_state"],
                "meter": loop_outputs.meter_from_json(restored.extra.get("meter"), metric_names)}
       previous_wall_time = restored.extra.get("wall_time_s", 0.0)
@@ -299,7 +298,7 @@ def run_training(
         # checked_meter below: never save a state that a non-finite loss produced.
         # The meter goes into the JSON extra, not the array state, so a config that
         # computes other metrics can still restore this checkpoint.
-        ckpt.save(step, {"train_state": dp.get_state(carry["train_state"])}, history=history,
+        ckpt.save(step, {"train_state": dp.get_state(carry["train_state"])},
                   data_iter=train_iter, config=config_json,
                   extra={"wall_time_s": wall_time(),
                          "meter": loop_outputs.meter_to_json(checked_meter(step))},
@@ -396,7 +395,7 @@ _EVAL_NAMES = {"loss": "loss", "top1_error": "error", "top5_error": "top5_error"
 
 def _mixes(config: ml_collections.ConfigDict) -> bool:
   """Whether the run mixes at all (mixup, CutMix or both)."""
-  return config.mixup.alpha > 0 or config.mixup.get("cutmix_alpha", 0.0) > 0
+  return config.mixup.alpha > 0 or config.mixup.cutmix_alpha > 0
 
 
 def _partner_transforms(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> tuple:
@@ -404,8 +403,7 @@ def _partner_transforms(config: ml_collections.ConfigDict, dataset: data_lib.Dat
   if not (_mixes(config) and config.mixup.pairing == "knn"):
     return ()
   return (data_lib.neighbors.knn_partner(
-      dataset.train, k=config.mixup.get("knn_k", 200),
-      within_class=bool(config.mixup.get("knn_within_class", False)),
+      dataset.train, k=config.mixup.knn_k, within_class=config.mixup.knn_within_class,
       input_key=dataset.input_key),)
 
 
@@ -443,13 +441,14 @@ def _peek(train_iter, input_key: str) -> dict[str, np.ndarray]:
 def _metric_names(train_step, state, batch, axis_name: str | None) -> tuple[str, ...]:
   """The keys of the train step's metrics, from its abstract evaluation.
 
-  A per-device step (axis_name set) is evaluated under a size-1 `vmap` that
-  binds the axis, since `eval_shape` alone has no mapped axis to reduce over.
+  A per-device step (axis_name set) is evaluated inside a one-device `shard_map`,
+  which binds the axis as a real data-parallel run does.
   """
   fn = lambda b: train_step(state, b)[1]
   if axis_name is not None:
-    fn = jax.vmap(fn, axis_name=axis_name)
-    batch = jax.tree.map(lambda x: x[None], batch)
+    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), (axis_name,))
+    fn = jax.shard_map(fn, mesh=mesh, in_specs=jax.sharding.PartitionSpec(axis_name),
+                       out_specs=jax.sharding.PartitionSpec())
   return tuple(sorted(jax.eval_shape(fn, batch)))
 
 
@@ -457,8 +456,8 @@ def _evaluate(dp, eval_step, state, source, dataset, batch_size: int) -> dict[st
   """Loss and errors (percent) over every record of `source`, each counted once."""
   total = None
   for batch in data_lib.eval_batches(
-      source, global_batch_size=batch_size, process_index=jax.process_index(),
-      process_count=jax.process_count(), transforms=dataset.eval_transforms):
+      source, global_batch_size=batch_size, rows=dp.local_rows(batch_size),
+      transforms=dataset.eval_transforms):
     sums = eval_step(state, dp.put_batch(_model_batch(batch, dataset.input_key)))
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
   return train_lib.eval_metrics_from_sums(dp.get_metrics(total))

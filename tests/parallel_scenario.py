@@ -12,7 +12,8 @@ momentum and weight decay, a fixed global batch of 32 real CIFAR-10 test images 
 as uint8, on-device random crop + flip, mixup with one lambda per example and partners
 within each device's rows, two steps; then an exact eval of 20 images padded to 32. A
 1-device run with num_groups=8 makes the same random choices as the 8-device runs, so
-all must agree to float tolerance.
+all must agree to float tolerance. The shard_map run's mesh interleaves the processes'
+devices, so there each process holds several blocks of rows.
 """
 
 from __future__ import annotations
@@ -95,11 +96,10 @@ def run(mode: str, data_dir: pathlib.Path, init_file: pathlib.Path | None = None
   import numpy as np
 
   from mixup_jax.data import augment
-  from mixup_jax.parallel import DataParallel
   from mixup_jax.spec import MixSpec
   from mixup_jax.train import make_eval_step, make_train_step
 
-  dp = DataParallel.create(mode)
+  dp = data_parallel(mode)
   options = dict(dp.step_options)
   if mode == "jit":
     options["num_groups"] = NUM_DEVICES  # choose what 8 devices choose
@@ -128,6 +128,23 @@ def run(mode: str, data_dir: pathlib.Path, init_file: pathlib.Path | None = None
       "metrics": {k: np.stack([m[k] for m in metrics]) for k in metrics[0]},
       "eval": sums,
   }
+
+
+def data_parallel(mode: str):
+  """The mode's DataParallel; shard_map's mesh interleaves the processes' devices
+  (and reverses each one's), so rows must follow the mesh, not the process index."""
+  from mixup_jax.parallel import DataParallel
+
+  return DataParallel.create(mode, interleaved_devices() if mode == "shard_map" else None)
+
+
+def interleaved_devices():
+  """Every device, round-robin over the processes, each process's devices reversed."""
+  import jax
+
+  per_process = [sorted((d for d in jax.devices() if d.process_index == p),
+                        key=lambda d: -d.id) for p in range(jax.process_count())]
+  return [devices[i] for i in range(len(per_process[0])) for devices in per_process]
 
 
 def flatten(result: dict) -> dict:
@@ -170,6 +187,8 @@ def _main() -> None:
   for mode in args.modes.split(","):
     result = run(mode, pathlib.Path(os.environ["MIXUP_JAX_DATA_DIR"]), args.init_file)
     np.savez(args.out / f"{mode}_process{args.process_id}.npz", **flatten(result))
+    np.save(args.out / f"{mode}_rows{args.process_id}.npy",
+            data_parallel(mode).local_rows(GLOBAL_BATCH))
   jax.distributed.shutdown()
 
 

@@ -30,10 +30,6 @@ def _data_iter():
   return iter(grain.MapDataset.range(100).shuffle(seed=3).batch(4).to_iter_dataset())
 
 
-def _history(step: int) -> list:
-  return [{"step": s, "loss": 1.0 / s} for s in range(1, step + 1)]
-
-
 def _key_data(x):
   return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
 
@@ -56,13 +52,13 @@ def _save_steps(directory, steps, errors=None, max_to_keep=2):
         next(data_iter)
       done = step
       metrics = None if errors is None else {"test_error": errors[step]}
-      assert ckpt.save(step, _state(step), history=_history(step), data_iter=data_iter,
+      assert ckpt.save(step, _state(step), data_iter=data_iter,
                        config={"alpha": 1.0, "name": "toy"}, metrics=metrics,
                        extra={"wall_time_s": step / 10})
   return data_iter
 
 
-def test_round_trip_restores_state_iterator_history_and_config(tmp_path):
+def test_round_trip_restores_state_iterator_and_config(tmp_path):
   saved_iter = _save_steps(tmp_path / "ckpt", [3, 5])
   expected_next = next(saved_iter)
 
@@ -71,7 +67,7 @@ def test_round_trip_restores_state_iterator_history_and_config(tmp_path):
     restored = ckpt.restore_latest(_state(0), data_iter)
   assert restored.step == 5
   _assert_trees_equal(restored.state, _state(5))
-  assert restored.history == _history(5)
+  assert not (tmp_path / "ckpt" / "5" / "history").exists()  # metrics.jsonl holds it
   assert restored.config == {"alpha": 1.0, "name": "toy"}
   assert restored.extra == {"wall_time_s": 0.5}
   assert restored.path == (tmp_path / "ckpt" / "5").absolute()
@@ -134,7 +130,7 @@ def test_unreadable_latest_falls_back_to_previous_with_a_warning(tmp_path, caplo
       np.testing.assert_array_equal(next(data_iter), expected_next)
       # The broken step was moved aside, so the resumed run can write step 6 again.
       assert ckpt.all_steps() == [3]
-      assert ckpt.save(6, _state(6), history=_history(6))
+      assert ckpt.save(6, _state(6))
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
   assert any("6 is unreadable" in m and "falling back to step 3" in m for m in warnings), warnings
   assert any("Moved unreadable checkpoint" in m for m in warnings), warnings
@@ -157,7 +153,7 @@ def test_checkpoint_of_another_pipeline_is_refused_and_left_in_place(tmp_path):
   saved_iter = data.train_iterator(source, global_batch_size=8, seed=0)
   next(saved_iter)
   with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
-    ckpt.save(1, _state(1), history=_history(1), data_iter=saved_iter)
+    ckpt.save(1, _state(1), data_iter=saved_iter)
   other_seed = data.train_iterator(source, global_batch_size=8, seed=1)
   with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
     with pytest.raises(RuntimeError,
@@ -166,13 +162,11 @@ def test_checkpoint_of_another_pipeline_is_refused_and_left_in_place(tmp_path):
   assert (tmp_path / "ckpt" / "1").is_dir()
 
 
-def test_save_rejects_history_past_the_step_and_does_not_overwrite(tmp_path):
+def test_save_does_not_overwrite(tmp_path):
   with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
-    with pytest.raises(ValueError, match="history has records after step 2"):
-      ckpt.save(2, _state(2), history=_history(3))
-    assert ckpt.save(2, _state(2), history=_history(2))
+    assert ckpt.save(2, _state(2))
     ckpt.wait()
-    assert not ckpt.save(2, _state(5), history=_history(2))
+    assert not ckpt.save(2, _state(5))
 
 
 def test_bad_options_name_the_argument(tmp_path):
@@ -191,6 +185,22 @@ def test_workdir_paths_keep_bucket_uris_and_make_local_ones_absolute(tmp_path, m
   assert isinstance(local, epath.Path) and str(local) == str(tmp_path / "runs" / "a")
   ckpt = checkpoint.Checkpointer("runs/a", best_metric=None, async_save=False)
   monkeypatch.chdir("/")  # the directory was resolved when the run started
-  ckpt.save(1, {"x": jnp.ones(3)}, history=[])
+  ckpt.save(1, {"x": jnp.ones(3)})
   ckpt.close()
   assert (tmp_path / "runs" / "a" / "1" / "state").is_dir()
+
+
+def test_a_checkpoint_of_the_older_layout_with_a_history_item_restores(tmp_path):
+  # Workdirs written before the history moved out of the checkpoint hold a 'history'
+  # item beside the state; it is ignored.
+  import orbax.checkpoint as ocp
+
+  with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+    manager.save(4, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_state(4)),
+        history=ocp.args.JsonSave({"records": [{"step": 4, "loss": 0.25}]}),
+        config=ocp.args.JsonSave({"alpha": 1.0})))
+  with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
+    restored = ckpt.restore_latest(_state(0))
+  assert restored.step == 4 and restored.config == {"alpha": 1.0}
+  _assert_trees_equal(restored.state, _state(4))

@@ -66,6 +66,32 @@ def test_two_processes_are_disjoint_cover_the_epoch_and_form_the_global_batch():
   np.testing.assert_array_equal(np.concatenate(shards, axis=1), whole)
 
 
+def test_rows_read_those_positions_of_every_global_batch():
+  # A process whose devices hold blocks 1 and 3 of an interleaved mesh (G=16, 4 devices).
+  source = _source(48)
+  rows = np.r_[4:8, 12:16]
+  whole = _indices(data.train_iterator(source, global_batch_size=16, seed=2), 5)
+  mine = _indices(data.train_iterator(source, global_batch_size=16, seed=2, rows=rows), 5)
+  np.testing.assert_array_equal(mine, whole[:, rows])
+  # Evaluation: 50 records in batches of 16; the last holds 2, which block 1 lacks.
+  evals = list(data.eval_batches(_source(50), global_batch_size=16, rows=rows))
+  assert [b["mask"].sum() for b in evals] == [8, 8, 8, 0]
+  np.testing.assert_array_equal(evals[1]["index"], 16 + rows)
+  assert np.all(evals[3]["index"] == -1) and evals[3]["x"].shape == (8,)
+  for bad in ([3, 2], [0, 16], [], [0.0, 1.0]):
+    with pytest.raises(ValueError, match="rows must be increasing ints"):
+      data.train_iterator(source, global_batch_size=16, seed=2, rows=bad)
+
+
+def test_pad_batch_is_the_one_padding():
+  padded = data.pad_batch({"x": np.arange(3), "index": np.arange(3)}, 5)
+  np.testing.assert_array_equal(padded["mask"], [True, True, True, False, False])
+  np.testing.assert_array_equal(padded["index"], [0, 1, 2, -1, -1])
+  np.testing.assert_array_equal(padded["x"], [0, 1, 2, 0, 0])
+  with pytest.raises(ValueError, match="bool"):
+    data.pad_batch({"x": np.arange(3), "mask": np.ones(3)}, 5)
+
+
 def test_restored_iterator_continues_with_the_next_batch():
   source = _source(50)
   it = data.train_iterator(source, global_batch_size=8, seed=5)

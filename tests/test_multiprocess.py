@@ -72,11 +72,14 @@ def process_results(tmp_path_factory, data_dir):
     pytest.fail(f"workers did not finish within {TIMEOUT_S} s:\n{output}")
   if any(codes):
     pytest.fail(f"workers exited with {codes}:\n{output}")
-  return {
+  results = {
       (mode, i): dict(np.load(out / f"{mode}_process{i}.npz"))
       for mode in MODES
       for i in range(NUM_PROCESSES)
   }
+  rows = {("shard_map rows", i): np.load(out / f"shard_map_rows{i}.npy")
+          for i in range(NUM_PROCESSES)}
+  return results | rows
 
 
 def _assert_same(actual: dict, expected: dict, what: str) -> None:
@@ -96,3 +99,13 @@ def test_two_processes_match_one_process(mode, process_results, data_dir):
     _assert_same(got, eight_devices, f"process {i} vs one process, 8 devices")
     _assert_same(got, one_device, f"process {i} vs one device")
   assert float(got["['eval']['count']"]) == scenario.EVAL_ROWS
+
+
+def test_rows_follow_an_interleaved_mesh(process_results):
+  # The shard_map run's mesh alternates the processes' devices, so each process
+  # holds every other block of 4 rows, not a contiguous half (and still matches
+  # one process above).
+  blocks = [process_results[("shard_map rows", i)].reshape(-1, 4)[:, 0] // 4
+            for i in range(NUM_PROCESSES)]
+  assert sorted(np.concatenate(blocks).tolist()) == list(range(8))
+  assert blocks[0].tolist() == [0, 2, 4, 6] and blocks[1].tolist() == [1, 3, 5, 7]

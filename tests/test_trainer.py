@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import signal
 
 import jax
@@ -126,6 +127,22 @@ def test_sigterm_saves_and_the_resumed_run_is_identical(tmp_path, iris, uninterr
   assert (tmp_path / "metrics.jsonl").read_bytes() == (clean_dir / "metrics.jsonl").read_bytes()
   jax.tree.map(np.testing.assert_array_equal,
                _saved_state(tmp_path, 30), _saved_state(clean_dir, 30))
+
+
+def test_a_crash_after_the_last_checkpoint_resumes_with_the_history_cut_back(
+    tmp_path, iris, uninterrupted):
+  # A run killed hard (no SIGTERM save) leaves metrics.jsonl records past its latest
+  # checkpoint; the resumed run drops them and writes them again, once.
+  clean_dir, clean = uninterrupted
+  shutil.copytree(clean_dir, tmp_path / "run")
+  checkpoints = tmp_path / "run" / "checkpoints"
+  shutil.rmtree(checkpoints / "30")  # the latest is now step 20's; the file runs to 30
+  (tmp_path / "run" / "results.json").unlink()
+  resumed = _run(_config(), tmp_path / "run", iris)
+  assert resumed["resumed_from_step"] == 20
+  assert _comparable(resumed) == _comparable(clean)
+  assert ((tmp_path / "run" / "metrics.jsonl").read_bytes()
+          == (clean_dir / "metrics.jsonl").read_bytes())
 
 
 def test_pmap_run_resumes_identically(tmp_path, iris):

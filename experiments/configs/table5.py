@@ -105,10 +105,6 @@ def get_config(spec: str = "mixup_ac_rp,1e-4") -> ml_collections.ConfigDict:
   config = default.get_config()
   config.weight_decay = weight_decay
   config.schedule_shift = 1
-  if "knn_k" not in config.mixup:
-    with config.mixup.unlocked():
-      config.mixup.knn_k = 200
-      config.mixup.knn_within_class = False
   for key, value in mixup.items():
     config.mixup[key] = value
   for key, value in other.items():

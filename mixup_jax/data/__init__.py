@@ -18,6 +18,7 @@ from mixup_jax.data import neighbors
 from mixup_jax.data.pipeline import ArraySource
 from mixup_jax.data.pipeline import eval_batches
 from mixup_jax.data.pipeline import num_eval_batches
+from mixup_jax.data.pipeline import pad_batch
 from mixup_jax.data.pipeline import RandomAccessSource
 from mixup_jax.data.pipeline import read_array
 from mixup_jax.data.pipeline import steps_per_epoch

@@ -311,6 +311,7 @@ def train_iterator(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    rows: Sequence[int] | None = None,
     worker_count: int = 0,
     transforms: Sequence[Transform] = (),
     num_threads: int = 2,
@@ -326,6 +327,9 @@ def train_iterator(
       random numbers of `transforms`.
     process_index, process_count: this process and how many feed the step
       (`jax.process_index()`, `jax.process_count()`).
+    rows: the positions within every global batch that this process reads, in
+      increasing order: the rows its devices hold (`DataParallel.local_rows`).
+      None: the process_index-th contiguous share.
     worker_count: Grain worker processes (0 reads in this process).
     transforms: per-example host transforms (`grain.transforms.Map` or
       `RandomMap`), applied in order after the 'index' key is added. A
@@ -335,11 +339,11 @@ def train_iterator(
 
   Returns:
     A `TrainIterator` of dicts of numpy arrays with leading axis
-    `global_batch_size // process_count`.
+    `global_batch_size // process_count` (or `len(rows)`).
   """
   batches = _TrainBatches(
       source, global_batch_size=global_batch_size, seed=seed, process_index=process_index,
-      process_count=process_count, transforms=transforms)
+      process_count=process_count, rows=rows, transforms=transforms)
   _check_nonnegative_int("worker_count", worker_count)
   return TrainIterator(
       batches, worker_count=worker_count,
@@ -352,6 +356,7 @@ def eval_batches(
     global_batch_size: int,
     process_index: int = 0,
     process_count: int = 1,
+    rows: Sequence[int] | None = None,
     worker_count: int = 0,
     transforms: Sequence[grain.transforms.Map] = (),
     num_threads: int = 2,
@@ -360,21 +365,21 @@ def eval_batches(
   """Every record of `source` once across processes, in order, padded + masked.
 
   Global batch `k` holds records `[k * G, (k + 1) * G)`; process `p` takes the
-  `p`-th share. Positions past the end are zero-filled with 'mask' False and
+  `p`-th share (or the positions `rows`). Positions past the end are zero-filled with 'mask' False and
   'index' -1, so every process yields `num_eval_batches(len(source), G)`
   batches of the same shape. Iterate the returned dataset once per evaluation.
 
   Args:
     source: the evaluation split.
     global_batch_size: examples per eval step summed over processes.
-    process_index, process_count: as in `train_iterator`.
+    process_index, process_count, rows: as in `train_iterator`.
     worker_count: Grain worker processes (0 reads in this process).
     transforms: deterministic per-example host transforms (`grain.transforms.Map`).
     num_threads, prefetch: reading threads and batches read ahead per process.
 
   Returns:
     A re-iterable of dicts with the source's keys plus 'index' int32 [b] and
-    'mask' bool [b], b = global_batch_size // process_count. Each pass closes
+    'mask' bool [b], b = global_batch_size // process_count (or len(rows)). Each pass closes
     its Grain iterator (and worker processes) when it ends or is abandoned.
   """
   for transform in transforms:
@@ -384,7 +389,7 @@ def eval_batches(
           "drop random augmentation from evaluation.")
   batches = _EvalBatches(
       source, global_batch_size=global_batch_size, process_index=process_index,
-      process_count=process_count, transforms=transforms)
+      process_count=process_count, rows=rows, transforms=transforms)
   _check_nonnegative_int("worker_count", worker_count)
   dataset = batches.to_iter_dataset(_read_options(num_threads=num_threads, prefetch=prefetch))
   if worker_count:
@@ -409,7 +414,8 @@ class _ClosingIterable:
 class _Batches(grain.MapDataset):
   """Shared validation and element assembly of the train and eval batches."""
 
-  def __init__(self, source, *, global_batch_size, process_index, process_count, transforms):
+  def __init__(self, source, *, global_batch_size, process_index, process_count, rows,
+               transforms):
     super().__init__()
     _check_positive_int("global_batch_size", global_batch_size)
     _check_positive_int("process_count", process_count)
@@ -431,8 +437,11 @@ class _Batches(grain.MapDataset):
     self._source = source
     self._num_records = num_records
     self._global_batch_size = global_batch_size
-    self._local_batch_size = global_batch_size // process_count
-    self._offset = process_index * self._local_batch_size
+    if rows is None:
+      share = global_batch_size // process_count
+      rows = range(process_index * share, (process_index + 1) * share)
+    self._rows = _check_rows(rows, global_batch_size)
+    self._local_batch_size = len(self._rows)
     self._transforms = tuple(transforms)
 
   def _element(self, record: int, rng_entropy: Sequence[int] | None) -> Element:
@@ -481,8 +490,7 @@ class _TrainBatches(_Batches):
     if isinstance(step, slice):
       return self.slice(step)
     epoch, step_in_epoch = divmod(step, self.steps_per_epoch)
-    start = step_in_epoch * self._global_batch_size + self._offset
-    records = self._order(epoch)[start:start + self._local_batch_size]
+    records = self._order(epoch)[step_in_epoch * self._global_batch_size + self._rows]
     return _stack([self._element(int(r), (self._seed, epoch, int(r))) for r in records])
 
   def __str__(self) -> str:
@@ -490,19 +498,11 @@ class _TrainBatches(_Batches):
 
 
 class _EvalBatches(_Batches):
-  """Eval batch `k` for one process: records in order, zero padding, 'mask'."""
+  """Eval batch `k` for one process: records in order, then `pad_batch`'s padding."""
 
   def __init__(self, source, **kwargs):
     super().__init__(source, **kwargs)
     self._length = num_eval_batches(self._num_records, self._global_batch_size)
-    self._padding: Element | None = None
-
-  def _pad_element(self) -> Element:
-    if self._padding is None:
-      template = self._element(0, None)
-      self._padding = {key: np.zeros_like(value) for key, value in template.items()}
-      self._padding["index"] = np.int32(-1)
-    return self._padding
 
   def __len__(self) -> int:
     return self._length
@@ -510,18 +510,62 @@ class _EvalBatches(_Batches):
   def __getitem__(self, index):
     if isinstance(index, slice):
       return self.slice(index)
-    start = index * self._global_batch_size + self._offset
-    elements, mask = [], []
-    for position in range(start, start + self._local_batch_size):
-      valid = position < self._num_records
-      elements.append(self._element(position, None) if valid else self._pad_element())
-      mask.append(valid)
-    batch = _stack(elements)
-    batch["mask"] = np.asarray(mask, dtype=bool)
-    return batch
+    # Rows increase, so the ones before the end of the split come first.
+    positions = [int(p) for p in index * self._global_batch_size + self._rows
+                 if p < self._num_records]
+    if positions:
+      batch = _stack([self._element(position, None) for position in positions])
+    else:  # this process's share lies past the end: all padding, shaped like record 0
+      batch = {key: value[:0] for key, value in _stack([self._element(0, None)]).items()}
+    return pad_batch(batch, self._local_batch_size)
 
   def __str__(self) -> str:
     return f"EvalBatches(global_batch_size={self._global_batch_size})"
+
+
+def pad_batch(batch: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+  """Pads a (last, partial) batch with zero rows to `batch_size`: the one padding scheme.
+
+  The compiled eval step has one batch shape, so a short batch gets zero rows and a
+  'mask' (bool [batch_size], True on the real rows; an existing mask is kept for its
+  rows) that the eval step's sums honour; an 'index' key gets -1 on the padding.
+
+  Args:
+    batch: dict of numpy arrays with a common leading dimension n <= batch_size.
+    batch_size: the size the compiled step expects.
+  """
+  sizes = {key: np.shape(value)[0] for key, value in batch.items() if key != "mask"}
+  if len(set(sizes.values())) != 1:
+    raise ValueError(f"batch arrays have different leading sizes: {sizes}.")
+  n = next(iter(sizes.values()))
+  if n > batch_size:
+    raise ValueError(f"batch has {n} rows, more than batch_size={batch_size}.")
+  mask = np.asarray(batch.get("mask", np.ones(n, bool)))
+  if mask.dtype != bool:
+    raise ValueError(f"batch['mask'] must be bool (True on real rows), got {mask.dtype}.")
+  padded = {}
+  for key, value in batch.items():
+    if key == "mask":
+      continue
+    value = np.asarray(value)
+    fill = -1 if key == "index" else 0
+    padding = np.full((batch_size - n,) + value.shape[1:], fill, value.dtype)
+    padded[key] = np.concatenate([value, padding])
+  padded["mask"] = np.concatenate([mask, np.zeros(batch_size - n, bool)])
+  return padded
+
+
+def _check_rows(rows: Sequence[int], global_batch_size: int) -> np.ndarray:
+  """`rows` as int64 positions, refused unless increasing and within one global batch."""
+  positions = np.asarray(rows)
+  if (positions.ndim != 1 or positions.size == 0
+      or not np.issubdtype(positions.dtype, np.integer)
+      or np.any(np.diff(positions) <= 0) or positions[0] < 0
+      or positions[-1] >= global_batch_size):
+    raise ValueError(
+        f"rows must be increasing ints in [0, global_batch_size={global_batch_size}), got "
+        f"{rows!r}: pass DataParallel.local_rows(global_batch_size).")
+  return positions.astype(np.int64)
 
 
 def _stack(elements: Sequence[Element]) -> Element:
