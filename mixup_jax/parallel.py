@@ -206,7 +206,7 @@ class DataParallel:
     if len(rows) != 1:
       raise ValueError(f"batch leaves have different numbers of rows: {sorted(rows)}.")
     local_rows = rows.pop()
-    local_devices = self.mesh.local_mesh.size
+    local_devices = len(self.batch_sharding.addressable_devices)
     if local_rows % local_devices:
       raise ValueError(
           f"this process's batch has {local_rows} rows, not divisible by its "

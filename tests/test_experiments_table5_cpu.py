@@ -1,10 +1,12 @@
 """CPU-scale Table 5: its configs, its statistic, and the sweep on real CIFAR-10 runs."""
 
 import json
+import types
 
 import numpy as np
 import pytest
 
+from experiments import sweep
 from experiments import table5_cpu
 from experiments.configs import table5
 from experiments.configs import table5_cpu as table5_cpu_config
@@ -47,19 +49,21 @@ def test_table5_cpu_smallest_trains_keeps_and_judges_real_runs(tmp_path, data_di
   """ERM, mixup, a KNN row and an inputs-only row, two seeds each, on real CIFAR-10."""
   runs_dir, out_dir = tmp_path / "runs", tmp_path / "out"
   rows = ["erm", "mixup_ac_rp", "mixup_ac_knn", "inputs_sc_rp"]
-  assert table5_cpu.train_missing(rows, [0, 1], runs_dir=runs_dir, out_dir=out_dir,
-                                  size="smallest", data_dir=str(data_dir))
+  args = types.SimpleNamespace(rows=rows, seeds=["0", "1"], size="smallest",
+                               data_dir=str(data_dir), runs_dir=str(runs_dir),
+                               out_dir=str(out_dir), aggregate_only=False)
+  stats = sweep.run(table5_cpu.EXPERIMENT, args)
   kept = json.loads((out_dir / "runs" / "mixup_ac_knn_wd1e-4_seed1" / "results.json")
                     .read_text())
   assert kept["config"]["seed"] == 1 and kept["config"]["mixup"]["pairing"] == "knn"
   assert 0 <= kept["train_error"] <= 100
-  stats = table5_cpu.write_outputs(out_dir, "smallest")
   by_row = {r["row"]: r for r in stats["rows"]}
   assert list(by_row) == rows and by_row["erm"]["seeds"] == [0, 1]
   # The statistic: evaluations from epoch 1 of 2 (4 steps each) are steps 4 and 8.
   records = [json.loads(line) for line in
              (out_dir / "runs" / "erm_wd1e-4_seed0" / "metrics.jsonl").read_text().splitlines()]
-  evals = [r["test/error"] for r in records if "test/error" in r]
+  evals = [r["test/error"] for r in records if "test/error" in r and r["step"] % 4 == 0]
+  assert [r["step"] for r in records if "test/error" in r] == [4, 6, 8]  # 6: not an epoch end
   assert by_row["erm"]["median_last_test_error"]["per_seed"][0] == pytest.approx(np.median(evals))
   mixup, knn = by_row["mixup_ac_rp"], by_row["mixup_ac_knn"]
   difference = knn["minus_mixup"]
