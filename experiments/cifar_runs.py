@@ -17,6 +17,8 @@ import os
 import pathlib
 from typing import Any, Sequence
 
+from absl import app
+from absl import flags
 import flax
 import jax
 import jax.numpy as jnp
@@ -28,6 +30,27 @@ from mixup_jax import train as train_lib
 
 RESULTS_ROOT = pathlib.Path(__file__).parent / "results"
 DEFAULT_RUNS_DIR = pathlib.Path(os.environ.get("MIXUP_JAX_RUNS_DIR", "/tmp/mixup_jax_runs"))
+
+# The flags defined below belong to the entry that asks for them (its --helpshort).
+flags.disclaim_key_flags()
+
+
+def define_figure3_reader_flags(purpose: str, results_dir: pathlib.Path) -> None:
+  """The command line of an entry that evaluates experiments.figure3_cpu's networks."""
+  flags.DEFINE_list("seeds", ["0", "1", "2"], f"Seeds whose ERM and mixup runs to {purpose}.")
+  flags.DEFINE_string("runs_dir", None, "experiments.figure3_cpu's --runs_dir (default "
+                      "$MIXUP_JAX_RUNS_DIR/figure3_cpu).")
+  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
+  flags.DEFINE_string("out_dir", str(results_dir), "Where results go.")
+
+
+def figure3_reader_args(args, why_two_seeds: str) -> tuple[list[int], pathlib.Path, pathlib.Path]:
+  """(seeds, runs_dir, out_dir) of those flags; fewer than two seeds is a usage error."""
+  seeds = [int(s) for s in args.seeds]
+  if len(seeds) < 2:
+    raise app.UsageError(f"--seeds: at least two ({why_two_seeds}).")
+  runs_dir = pathlib.Path(args.runs_dir or DEFAULT_RUNS_DIR / "figure3_cpu")
+  return seeds, runs_dir, pathlib.Path(args.out_dir)
 
 
 def final_variables(workdir: pathlib.Path) -> dict[str, Any]:

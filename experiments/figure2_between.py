@@ -40,6 +40,7 @@ import numpy as np
 
 from experiments import cifar_runs
 from experiments import figure3_cpu
+from experiments import plotting
 from experiments import summary
 from mixup_jax import analysis
 from mixup_jax import data as data_lib
@@ -170,9 +171,7 @@ def _markdown(results) -> str:
 
 
 def _plot(results, path: pathlib.Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
   lams = results["lambdas"]
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
   for ax, curve, title in zip(axes, CURVES, ("(a) prediction neither y_i nor y_j",
@@ -188,20 +187,14 @@ def _plot(results, path: pathlib.Path) -> None:
   axes[0].set_ylabel("miss rate (%)")
   axes[1].set_ylabel("mean ||grad_x loss||_2")
   fig.suptitle("CIFAR-10, in between training examples (mean +- SE over seeds)", fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=90)
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
-  seeds = [int(s) for s in args.seeds]
-  if len(seeds) < 2:
-    raise app.UsageError("--seeds: at least two, for a standard error.")
-  runs_dir = pathlib.Path(args.runs_dir or cifar_runs.DEFAULT_RUNS_DIR / "figure3_cpu")
-  out_dir = pathlib.Path(args.out_dir)
+  seeds, runs_dir, out_dir = cifar_runs.figure3_reader_args(args, "for a standard error")
   run(seeds, runs_dir=runs_dir, out_dir=out_dir, data_dir=args.data_dir,
       num_pairs=args.num_pairs)
   print((out_dir / "table.md").read_text())
@@ -209,11 +202,7 @@ def main(argv: list[str]) -> None:
 
 def _define_flags() -> None:
   """The command line (defined here, not at import, so tests can import the module)."""
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds whose ERM and mixup runs to evaluate.")
-  flags.DEFINE_string("runs_dir", None, "experiments.figure3_cpu's --runs_dir (default "
-                      "$MIXUP_JAX_RUNS_DIR/figure3_cpu).")
-  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
-  flags.DEFINE_string("out_dir", str(RESULTS_DIR), "Where results go.")
+  cifar_runs.define_figure3_reader_flags("evaluate", RESULTS_DIR)
   flags.DEFINE_integer("num_pairs", 1000, "Random pairs of training images.", lower_bound=1)
 
 

@@ -7,7 +7,7 @@ trains every (method, seed) run of experiments/configs/figure3_cpu.py that has n
 results yet, one after the other through the training loop, and writes
 experiments/results/figure3_cpu/{results.json, table.md, figure3_cpu.png}.
 
-Runs are long (~20 minutes each on 2 CPU cores), so the sweep is built to be
+Runs are long (their times: docs/reproducing.md), so the sweep is built to be
 stopped and resumed: each run trains in its own workdir under --runs_dir (default
 $MIXUP_JAX_RUNS_DIR/figure3_cpu) and resumes from its checkpoint when restarted, and a
 finished run's results.json and metrics.jsonl are copied to
@@ -21,8 +21,7 @@ over seeds) and the paired difference to ERM on the same seeds, with the verdict
 `experiments.summary.verdict` (95 % t-interval of the paired difference).
 
 On a CPU the entry turns on XLA's XNNPACK convolutions unless XLA_FLAGS is already
-set: measured 1.5x faster for this network on 2 cores, bitwise deterministic.
-`--size=smallest` (the test) trains each run for a few steps of a width-4 network.
+set (experiments/cpu_flags.py). `--size=smallest` (the test) trains each run for a few steps of a width-4 network.
 """
 
 from __future__ import annotations
@@ -31,20 +30,16 @@ from experiments import cpu_flags
 
 cpu_flags.use_xnnpack()  # before JAX is imported
 
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pathlib
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
-from absl import logging
 
-from experiments import cifar_runs
+from experiments import plotting
 from experiments import summary
 from experiments import sweep
 from experiments.configs import figure3_cpu
 
-RESULTS_DIR = cifar_runs.RESULTS_ROOT / "figure3_cpu"
 # Paper Figure 3a, PreAct ResNet-18 on CIFAR-10 after 200 epochs (test error, %).
 PAPER = {"erm": 5.6, "mixup": 4.2}
 # Overrides of each size; 'cpu' is the config as it is.
@@ -68,34 +63,24 @@ def run_order(methods: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, i
 
 def make_config(method: str, seed: int, size: str, data_dir: str | None):
   """The run's config: figure3_cpu.py:METHOD at `seed`, with the size's overrides."""
-  config = figure3_cpu.get_config(method)
-  config.seed = seed
-  if data_dir:
-    config.data_dir = data_dir
-  for field, value in SIZES[size].items():
-    config[field] = value
-  if size == "smallest":
-    config.model_options.width = _SMALLEST_WIDTH
-  return config
+  return sweep.with_size(figure3_cpu.get_config(method), seed=seed, overrides=SIZES[size],
+                         data_dir=data_dir, width=_SMALLEST_WIDTH if size == "smallest" else None)
 
 
-def train_missing(methods: Sequence[str], seeds: Sequence[int], *, runs_dir: pathlib.Path,
-                  out_dir: pathlib.Path, size: str, data_dir: str | None) -> bool:
-  """Trains each run without results in out_dir/runs; False if one was preempted."""
-  return sweep.train_missing(
-      ((run_name(m, s), make_config(m, s, size, data_dir)) for m, s in run_order(methods, seeds)),
-      runs_dir=runs_dir, kept_dir=out_dir / "runs")
+def planned_runs(args) -> list[tuple[str, object]]:
+  """(run name, config) of every (method, seed) of the flags, in training order."""
+  return [(run_name(m, s), make_config(m, s, args.size, args.data_dir))
+          for m, s in run_order(args.methods, [int(s) for s in args.seeds])]
 
 
-def load_runs(out_dir: pathlib.Path) -> dict[str, dict[int, dict[str, Any]]]:
-  """{method: {seed: results + 'curve' [(epoch, test error)]}} of the finished runs."""
+def load_runs(kept: dict[str, dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+  """{method: {seed: results + 'curve' [(epoch, test error)]}} of the kept runs."""
   runs: dict[str, dict[int, dict[str, Any]]] = {}
-  for name, results in sweep.load_kept(out_dir / "runs").items():
+  for name, results in kept.items():
     method, seed = name.rsplit("_seed", 1)[0], results["config"]["seed"]
     records = results.pop("records")
-    results["curve"] = [(r["epoch"], r["test/error"]) for r in records if "test/error" in r]
-    train = [r for r in records if "train/accuracy" in r]
-    results["last_train_accuracy"] = 100.0 * train[-1]["train/accuracy"] if train else None
+    results["curve"] = sweep.test_curve(records)
+    results["last_train_accuracy"] = sweep.last_train_accuracy(records)
     runs.setdefault(method, {})[seed] = results
   return runs
 
@@ -125,9 +110,9 @@ def aggregate(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
   return out
 
 
-def table(runs, stats, size: str) -> str:
+def table(runs, stats, args) -> str:
   """The markdown table: scale, per-method errors, paired differences, verdicts."""
-  config = make_config("erm", 0, size, None)
+  config = make_config("erm", 0, args.size, None)
   lines = [
       "# Figure 3 at CPU scale: CIFAR-10 test error (%)",
       "",
@@ -180,11 +165,10 @@ def table(runs, stats, size: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot(runs, path: pathlib.Path) -> None:
+def plot(runs, stats, args, path: pathlib.Path) -> None:
   """Test error against epoch, every seed of every method."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  del stats, args
+  plt = plotting.pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   for i, method in enumerate(m for m in figure3_cpu.METHODS if m in runs):
     for j, seed in enumerate(sorted(runs[method])):
@@ -194,56 +178,22 @@ def plot(runs, path: pathlib.Path) -> None:
   ax.set_ylabel("test error (%)")
   ax.set_title("CIFAR-10, PreAct ResNet (CPU scale)")
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=120)
 
 
-def write_outputs(out_dir: pathlib.Path, size: str) -> dict[str, Any] | None:
-  """results.json, table.md and the plot from the runs kept in out_dir/runs."""
-  runs = load_runs(out_dir)
-  if not runs:
-    logging.warning("No finished runs under %s.", out_dir / "runs")
-    return None
-  stats = aggregate(runs)
-  (out_dir / "results.json").write_text(json.dumps(stats, indent=2) + "\n")
-  (out_dir / "table.md").write_text(table(runs, stats, size))
-  plot(runs, out_dir / "figure3_cpu.png")
-  return stats
+def check(args) -> None:
+  sweep.check_choices("methods", args.methods, figure3_cpu.METHODS)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  args = flags.FLAGS
-  out_dir = pathlib.Path(args.out_dir)
-  for method in args.methods:
-    if method not in figure3_cpu.METHODS:
-      raise app.UsageError(f"--methods: {method!r} is not one of {figure3_cpu.METHODS}.")
-  seeds = [int(s) for s in args.seeds]
-  if not args.aggregate_only:
-    runs_dir = pathlib.Path(args.runs_dir or cifar_runs.DEFAULT_RUNS_DIR / "figure3_cpu")
-    finished = train_missing(args.methods, seeds, runs_dir=runs_dir, out_dir=out_dir,
-                             size=args.size, data_dir=args.data_dir)
-    if not finished:
-      logging.warning("Preempted: rerun the same command to resume.")
-  write_outputs(out_dir, args.size)
-  print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "")
-
-
-def _define_flags() -> None:
-  """The command line (defined here, not at import, so tests can import the module)."""
+def define_flags() -> None:
   flags.DEFINE_list("methods", list(figure3_cpu.METHODS), "Methods to train.")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every method.")
-  flags.DEFINE_string("runs_dir", None, "Workdirs of the runs (default "
-                      "$MIXUP_JAX_RUNS_DIR/figure3_cpu).")
-  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
-  flags.DEFINE_string("out_dir", str(RESULTS_DIR), "Where results go.")
-  flags.DEFINE_enum("size", "cpu", list(SIZES), "cpu: the committed runs; smallest: a few "
-                    "steps (the test).")
-  flags.DEFINE_bool("aggregate_only", False, "Only rebuild the table from the finished runs.")
+
+
+EXPERIMENT = sweep.Experiment(
+    name="figure3_cpu", sizes=tuple(SIZES), runs=planned_runs, load=load_runs,
+    aggregate=aggregate, table=table, plots={"figure3_cpu.png": plot},
+    define_flags=define_flags, check=check)
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  sweep.main(EXPERIMENT)

@@ -9,7 +9,7 @@ one after the other (ERM and mixup seed by seed first, then CutMix and the switc
 then the data-size curve's ERM and mixup runs), and writes
 experiments/results/figure3_regime/{results.json, table.md, curves.png, data_size.png}.
 
-A run takes about an hour on 2 CPU cores, so the sweep is built to span sessions:
+Runs are long (their times: docs/reproducing.md), so the sweep is built to be resumed:
 each run trains in its own workdir under --runs_dir and resumes there; a finished
 run's results.json and metrics.jsonl are kept in experiments/results/figure3_regime/
 runs/ and committed, and a kept run is never trained again. `--aggregate_only`
@@ -23,22 +23,18 @@ from experiments import cpu_flags
 
 cpu_flags.use_xnnpack()  # before JAX is imported
 
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pathlib
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
-from experiments import cifar_runs
 from experiments import figure3_cpu
+from experiments import plotting
 from experiments import summary
 from experiments import sweep
 from experiments.configs import figure3_regime
 
-RESULTS_DIR = cifar_runs.RESULTS_ROOT / "figure3_regime"
 PAPER = {"erm": 5.6, "mixup": 4.2}  # Figure 3a, PreAct ResNet-18, 200 epochs, full CIFAR-10
 SIZES = {
     "cpu": {},
@@ -54,16 +50,12 @@ def run_name(method: str, train_size: int, seed: int) -> str:
 
 def make_config(method: str, train_size: int, seed: int, size: str, data_dir: str | None):
   """figure3_regime.py:METHOD,TRAIN_SIZE at `seed`, with the size's overrides."""
-  if size == "smallest":
-    train_size = _SMALLEST["train_size"]
-  config = figure3_regime.get_config(f"{method},{train_size}")
-  config.seed = seed
-  if data_dir:
-    config.data_dir = data_dir
-  for field, value in SIZES[size].items():
-    config[field] = value
-  if size == "smallest":
-    config.model_options.width = _SMALLEST["width"]
+  smallest = size == "smallest"
+  config = figure3_regime.get_config(
+      f"{method},{_SMALLEST['train_size'] if smallest else train_size}")
+  config = sweep.with_size(config, seed=seed, overrides=SIZES[size], data_dir=data_dir,
+                           width=_SMALLEST["width"] if smallest else None)
+  if smallest:
     config.schedule_boundaries = (1, 2)
   return config
 
@@ -77,23 +69,25 @@ def run_plan(methods: Sequence[str], seeds: Sequence[int], curve_sizes: Sequence
   return list(dict.fromkeys(plan))
 
 
-def planned_runs(plan, size: str, data_dir: str | None):
-  """(workdir name, config) of each planned run, named by the size it really trains on."""
+def planned_runs(args):
+  """(workdir name, config) of each planned run of the flags, named by the size it trains on."""
+  plan = run_plan(args.methods, [int(s) for s in args.seeds],
+                  [int(n) for n in args.curve_sizes], [int(s) for s in args.curve_seeds])
   for method, train_size, seed in plan:
-    config = make_config(method, train_size, seed, size, data_dir)
+    config = make_config(method, train_size, seed, args.size, args.data_dir)
     yield run_name(method, config.train_size, seed), config
 
 
-def load_runs(out_dir: pathlib.Path) -> dict[tuple[str, int], dict[int, dict[str, Any]]]:
+def load_runs(kept) -> dict[tuple[str, int], dict[int, dict[str, Any]]]:
   """{(method, train_size): {seed: results + curve + last-epoch training error}}."""
   runs: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
-  for results in sweep.load_kept(out_dir / "runs").values():
+  for results in kept.values():
     config = results["config"]
     method = ("erm" if not config["mixup"]["alpha"] and not config["mixup"]["cutmix_alpha"]
               else "switch" if config["mixup"]["alpha"] and config["mixup"]["cutmix_alpha"]
               else "mixup" if config["mixup"]["alpha"] else "cutmix")
     records = results.pop("records")
-    results["curve"] = [(r["epoch"], r["test/error"]) for r in records if "test/error" in r]
+    results["curve"] = sweep.test_curve(records)
     train = [r for r in records if "train/accuracy" in r]
     results["last_train_error"] = 100.0 * (1.0 - train[-1]["train/accuracy"])
     runs.setdefault((method, config["train_size"]), {})[config["seed"]] = results
@@ -145,9 +139,10 @@ def _fmt(entry: dict[str, Any]) -> str:
   return ", ".join(f"{v:.2f}" for v in entry["per_seed"])
 
 
-def table(stats: dict[str, Any], size: str) -> str:
+def table(runs, stats: dict[str, Any], args) -> str:
   """table.md: the regime, per-method errors, paired differences, the data-size rows."""
-  config = make_config("erm", figure3_regime.TRAIN_SIZE, 0, size, None)
+  del runs
+  config = make_config("erm", figure3_regime.TRAIN_SIZE, 0, args.size, None)
   n = config.train_size
   lines = [
       "# Figure 3 in the memorisation regime: CIFAR-10 test error (%)",
@@ -194,11 +189,11 @@ def table(stats: dict[str, Any], size: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot_curves(runs, train_size: int, path: pathlib.Path) -> None:
+def plot_curves(runs, stats, args, path: pathlib.Path) -> None:
   """Test error against epoch, mean +- SE band per method (the paper's Figure 3b)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  del stats
+  train_size = make_config("erm", figure3_regime.TRAIN_SIZE, 0, args.size, None).train_size
+  plt = plotting.pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   for i, method in enumerate(figure3_regime.METHODS):
     by_seed = runs.get((method, train_size))
@@ -216,16 +211,13 @@ def plot_curves(runs, train_size: int, path: pathlib.Path) -> None:
   ax.set_ylabel("test error (%)")
   ax.set_title(f"CIFAR-10, {train_size:,} training images")
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=120)
 
 
-def plot_data_size(stats: dict[str, Any], path: pathlib.Path) -> None:
+def plot_data_size(runs, stats: dict[str, Any], args, path: pathlib.Path) -> None:
   """mixup - ERM final test error against training-set size, with SE bars."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  del runs, args
+  plt = plotting.pyplot()
   points = sorted((int(name.rsplit("_n", 1)[1]), entry["final_test_error"])
                   for name, entry in stats["differences"].items() if name.startswith("mixup_n"))
   fig, ax = plt.subplots(figsize=(6, 4))
@@ -237,62 +229,26 @@ def plot_data_size(stats: dict[str, Any], path: pathlib.Path) -> None:
   ax.set_xlabel("training images")
   ax.set_ylabel("mixup - ERM test error (points)")
   ax.set_title("Does mixup help at my data size? (same number of updates)")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=120)
 
 
-def write_outputs(out_dir: pathlib.Path, size: str) -> dict[str, Any] | None:
-  """results.json, table.md and both plots from the runs kept in out_dir/runs."""
-  runs = load_runs(out_dir)
-  if not runs:
-    logging.warning("No finished runs under %s.", out_dir / "runs")
-    return None
-  stats = aggregate(runs)
-  (out_dir / "results.json").write_text(json.dumps(stats, indent=2) + "\n")
-  (out_dir / "table.md").write_text(table(stats, size))
-  train_size = make_config("erm", figure3_regime.TRAIN_SIZE, 0, size, None).train_size
-  plot_curves(runs, train_size, out_dir / "curves.png")
-  plot_data_size(stats, out_dir / "data_size.png")
-  return stats
+def check(args) -> None:
+  sweep.check_choices("methods", args.methods, figure3_regime.METHODS)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  args = flags.FLAGS
-  for method in args.methods:
-    if method not in figure3_regime.METHODS:
-      raise app.UsageError(f"--methods: {method!r} is not one of {figure3_regime.METHODS}.")
-  out_dir = pathlib.Path(args.out_dir)
-  if not args.aggregate_only:
-    plan = run_plan(args.methods, [int(s) for s in args.seeds],
-                    [int(n) for n in args.curve_sizes], [int(s) for s in args.curve_seeds])
-    runs_dir = pathlib.Path(args.runs_dir or cifar_runs.DEFAULT_RUNS_DIR / "figure3_regime")
-    finished = sweep.train_missing(planned_runs(plan, args.size, args.data_dir),
-                                   runs_dir=runs_dir, kept_dir=out_dir / "runs")
-    if not finished:
-      logging.warning("Preempted: rerun the same command to resume.")
-  write_outputs(out_dir, args.size)
-  print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "")
-
-
-def _define_flags() -> None:
-  """The command line (defined here, not at import, so tests can import the module)."""
+def define_flags() -> None:
   flags.DEFINE_list("methods", list(figure3_regime.METHODS), "Methods at the main size.")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every method at the main size.")
   flags.DEFINE_list("curve_sizes", ["1000", "2000", "10000"],
                     "Other training-set sizes of the data-size curve (ERM and mixup).")
   flags.DEFINE_list("curve_seeds", ["0", "1"], "Seeds of the data-size curve.")
-  flags.DEFINE_string("runs_dir", None, "Workdirs of the runs (default "
-                      "$MIXUP_JAX_RUNS_DIR/figure3_regime).")
-  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
-  flags.DEFINE_string("out_dir", str(RESULTS_DIR), "Where results go.")
-  flags.DEFINE_enum("size", "cpu", list(SIZES), "cpu: the committed runs; smallest: a few "
-                    "steps (the test).")
-  flags.DEFINE_bool("aggregate_only", False, "Only rebuild the outputs from the finished runs.")
+
+
+EXPERIMENT = sweep.Experiment(
+    name="figure3_regime", sizes=tuple(SIZES), runs=planned_runs, load=load_runs,
+    aggregate=aggregate, table=table,
+    plots={"curves.png": plot_curves, "data_size.png": plot_data_size},
+    define_flags=define_flags, check=check)
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  sweep.main(EXPERIMENT)

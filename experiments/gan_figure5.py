@@ -20,8 +20,7 @@ Sizes (`--size`):
   shown after 10, 100, 1,000, 10,000 and 20,000 updates.
 - cpu (committed results): the same except hidden layers of 128 units (4x narrower, ~16x
   fewer FLOPs) and 5,000 generator updates (4x fewer); samples shown after 10, 100,
-  1,000, 2,500 and 5,000. Measured on a 2-core CPU: `full` takes 16-24 minutes per
-  (target, objective) run of 3 vmapped seeds, 78 minutes in all; `cpu` 4-12.
+  1,000, 2,500 and 5,000 (wall times of each size: docs/reproducing.md).
 - cpu_lr1e-4 (committed results): cpu with Adam lr 1e-4 instead of the default 1e-3. At
   width 128 and lr 1e-3 both GANs drift away from the data (see the README); lr
   1e-4 is what public reproductions of this experiment use.
@@ -71,6 +70,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from experiments import cifar_runs
+from experiments import plotting
 from mixup_jax import gan
 from mixup_jax import models
 from mixup_jax import optim
@@ -419,9 +419,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 def plot(target: str, samples: dict, settings: Settings, path: pathlib.Path) -> None:
   """Generated points (first seed) at every snapshot, ERM above mixup, real data behind."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
 
   real = np.asarray(toy.sample_gan_target(jax.random.key(0), target, _PLOT_POINTS,
                                           settings.target_std))
@@ -447,9 +445,7 @@ def plot(target: str, samples: dict, settings: Settings, path: pathlib.Path) -> 
                f"width {settings.width}, Adam lr {settings.learning_rate:g}, "
                f"{settings.generator_loss} generator loss, mode std {settings.target_std:g}",
                fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  plotting.save(fig, path)
 
 
 # ------------------------------------------------------------------------------

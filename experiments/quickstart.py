@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cifar_runs
+from experiments import plotting
 from experiments import seed_sweep
 from experiments import toy_figure1b
 from mixup_jax import models
@@ -147,9 +148,7 @@ def plot(
     results: dict[str, Any], toy_grids: dict[str, np.ndarray], settings: Settings, path
 ) -> None:
   """Digits test error per seed, and the toy's p(y=1) maps of ERM and mixup."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
 
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), dpi=80, layout="constrained")
   ax = axes[0]
@@ -167,8 +166,7 @@ def plot(
       axes[2], toy_grids["mixup"], settings.toy, seed,
       f"2-D toy, mixup ({settings.toy.alpha:g}): p(y=1|x)")
   fig.colorbar(image, ax=axes[2], fraction=0.05)
-  fig.savefig(path, bbox_inches="tight")
-  plt.close(fig)
+  plotting.save(fig, path, tight_layout=False, bbox_inches="tight")
 
 
 def default_out_dir(size: str) -> pathlib.Path:

@@ -29,16 +29,15 @@ from experiments import cpu_flags
 
 cpu_flags.use_xnnpack()  # before JAX is imported
 
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pathlib
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from typing import Any, Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 import ml_collections
 
 from experiments import cifar_runs
+from experiments import plotting
 from experiments import summary
 from experiments import sweep
 from experiments.configs import table2
@@ -80,14 +79,8 @@ def make_config(corruption: int, method: str, seed: int, size: str,
   spec = f"{corruption},{method}"
   config = (table2.get_config(spec) if SIZES[size] is None
             else table2_cpu.get_config(spec, augment=augment))
-  config.seed = seed
-  if data_dir:
-    config.data_dir = data_dir
-  for field, value in (SIZES[size] or {}).items():
-    config[field] = value
-  if size == "smallest":
-    config.model_options.width = 4
-  return config
+  return sweep.with_size(config, seed=seed, overrides=SIZES[size], data_dir=data_dir,
+                         width=4 if size == "smallest" else None)
 
 
 def train_split_errors(config: ml_collections.ConfigDict, results: dict[str, Any]) -> dict:
@@ -102,24 +95,20 @@ def train_split_errors(config: ml_collections.ConfigDict, results: dict[str, Any
   return {"train_error_true": errors["intact"], "train_error_corrupted": errors["corrupted"]}
 
 
-def train_missing(corruptions, methods, seeds, *, runs_dir: pathlib.Path,
-                  out_dir: pathlib.Path, size: str, data_dir: str | None,
-                  augment: bool = False) -> bool:
-  """Trains each run without kept results; False if one was preempted."""
-  return sweep.train_missing(
-      ((run_name(c, m, s), make_config(c, m, s, size, data_dir, augment))
-       for c, m, s in run_order(corruptions, methods, seeds)),
-      runs_dir=runs_dir, kept_dir=out_dir / "runs", after=train_split_errors)
+def planned_runs(args) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """(run name, config) of every (corruption, method, seed) of the flags, in training order."""
+  return [(run_name(c, m, s), make_config(c, m, s, args.size, args.data_dir, args.augment))
+          for c, m, s in run_order([int(c) for c in args.corruptions], args.methods,
+                                   [int(s) for s in args.seeds])]
 
 
-def load_runs(out_dir: pathlib.Path) -> dict[tuple[int, str], dict[int, dict[str, Any]]]:
+def load_runs(kept) -> dict[tuple[int, str], dict[int, dict[str, Any]]]:
   """{(corruption, method): {seed: kept results + 'curve'}} of the finished runs."""
   runs: dict[tuple[int, str], dict[int, dict[str, Any]]] = {}
-  for name, results in sweep.load_kept(out_dir / "runs").items():
+  for name, results in kept.items():
     corruption = round(100 * results["config"]["label_corruption"])
     method = name.split("_", 1)[1].rsplit("_seed", 1)[0]
-    records = results.pop("records")
-    results["curve"] = [(r["epoch"], r["test/error"]) for r in records if "test/error" in r]
+    results["curve"] = sweep.test_curve(results.pop("records"))
     runs.setdefault((corruption, method), {})[results["config"]["seed"]] = results
   return runs
 
@@ -210,8 +199,10 @@ def verdict_lines(stats: dict[str, Any]) -> list[str]:
   return lines
 
 
-def table(stats: dict[str, Any], size: str, augment: bool = False) -> str:
+def table(runs, stats: dict[str, Any], args) -> str:
   """The markdown table with the paper's numbers in brackets, then the verdicts."""
+  del runs
+  size, augment = args.size, args.augment
   lines = [
       "# Table 2" + ("" if size == "full" else " at CPU scale")
       + (" with crop + flip (diagnostic arm)" if augment else "")
@@ -262,11 +253,10 @@ def describe(config: ml_collections.ConfigDict) -> str:
              if config.dataset_options.get("augment", True) else "`."))
 
 
-def plot(runs, path: pathlib.Path) -> None:
+def plot(runs, stats, args, path: pathlib.Path) -> None:
   """Test error against epoch per corruption level, every seed of every method."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  del stats, args
+  plt = plotting.pyplot()
   corruptions = sorted({c for c, _ in runs})
   fig, axes = plt.subplots(1, len(corruptions), figsize=(4.5 * len(corruptions), 3.6),
                            squeeze=False)
@@ -280,69 +270,35 @@ def plot(runs, path: pathlib.Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
     ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=120)
 
 
-def write_outputs(out_dir: pathlib.Path, size: str,
-                  augment: bool = False) -> dict[str, Any] | None:
-  """results.json, table.md and curves.png from the runs kept in out_dir/runs."""
-  runs = load_runs(out_dir)
-  if not runs:
-    logging.warning("No finished runs under %s.", out_dir / "runs")
-    return None
-  stats = aggregate(runs)
-  (out_dir / "results.json").write_text(json.dumps(stats, indent=2) + "\n")
-  (out_dir / "table.md").write_text(table(stats, size, augment))
-  plot(runs, out_dir / "curves.png")
-  return stats
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  args = flags.FLAGS
-  corruptions = [int(c) for c in args.corruptions]
-  for corruption in corruptions:
-    if corruption not in table2.CORRUPTIONS:
-      raise app.UsageError(f"--corruptions: {corruption} is not one of {table2.CORRUPTIONS}.")
-  for method in args.methods:
-    if method not in table2.METHODS:
-      raise app.UsageError(f"--methods: {method!r} is not one of {table2.METHODS}.")
+def check(args) -> None:
+  sweep.check_choices("corruptions", [int(c) for c in args.corruptions], table2.CORRUPTIONS)
+  sweep.check_choices("methods", args.methods, table2.METHODS)
   if args.augment and args.size == "full":
     raise app.UsageError("--augment is the CPU-scale diagnostic arm; the full recipe "
                          "already augments.")
-  name = ("table2_full" if args.size == "full" else
+
+
+def folder(args) -> str:
+  """table2_cpu, its crop + flip arm table2_cpu_augment, or the paper's size table2_full."""
+  return ("table2_full" if args.size == "full" else
           "table2_cpu_augment" if args.augment else "table2_cpu")
-  out_dir = pathlib.Path(args.out_dir or cifar_runs.RESULTS_ROOT / name)
-  if not args.aggregate_only:
-    runs_dir = pathlib.Path(args.runs_dir or cifar_runs.DEFAULT_RUNS_DIR / name)
-    if not train_missing(corruptions, args.methods, [int(s) for s in args.seeds],
-                         runs_dir=runs_dir, out_dir=out_dir, size=args.size,
-                         data_dir=args.data_dir, augment=args.augment):
-      logging.warning("Preempted: rerun the same command to resume.")
-  write_outputs(out_dir, args.size, args.augment)
-  print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "")
 
 
-def _define_flags() -> None:
-  """The command line (defined here, not at import, so tests can import the module)."""
+def define_flags() -> None:
   flags.DEFINE_list("corruptions", [str(c) for c in table2.CORRUPTIONS], "Corruption levels (%).")
   flags.DEFINE_list("methods", list(table2.METHODS), "Methods to train.")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
-  flags.DEFINE_string("runs_dir", None, "Workdirs of the runs (default "
-                      "$MIXUP_JAX_RUNS_DIR/table2_cpu).")
-  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
-  flags.DEFINE_string("out_dir", None, "Where results go (default experiments/results/"
-                      "table2_cpu, or table2_full for --size=full).")
-  flags.DEFINE_enum("size", "cpu", list(SIZES), "cpu: the committed runs; full: the "
-                    "paper's recipe (GPU scale); smallest: a few steps (the test).")
-  flags.DEFINE_bool("aggregate_only", False, "Only rebuild the table from the kept runs.")
   flags.DEFINE_bool("augment", False, "The diagnostic arm: crop + flip and 80 epochs "
                     "(results in experiments/results/table2_cpu_augment).")
 
 
+EXPERIMENT = sweep.Experiment(
+    name="table2_cpu", sizes=("cpu", "full", "smallest"), runs=planned_runs, load=load_runs,
+    aggregate=aggregate, table=table, plots={"curves.png": plot}, after=train_split_errors,
+    define_flags=define_flags, check=check, folder=folder)
+
+
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  sweep.main(EXPERIMENT)

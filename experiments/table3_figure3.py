@@ -43,6 +43,7 @@ import numpy as np
 
 from experiments import cifar_runs
 from experiments import figure3_cpu
+from experiments import plotting
 from experiments import summary
 from mixup_jax import attacks
 from mixup_jax import trainer
@@ -206,9 +207,7 @@ def _markdown(results) -> str:
 
 
 def _plot(results, path: pathlib.Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   stats = results["summary"]
   for box, style in (("white_box", "-o"), ("black_box", "--s")):
@@ -223,29 +222,23 @@ def _plot(results, path: pathlib.Path) -> None:
   ax.set_ylabel("top-1 error (%)")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
-  seeds = [int(s) for s in args.seeds]
-  if len(seeds) < 2:
-    raise app.UsageError("--seeds: at least two (the black box source is another seed).")
-  runs_dir = pathlib.Path(args.runs_dir or cifar_runs.DEFAULT_RUNS_DIR / "figure3_cpu")
-  run(seeds, runs_dir=runs_dir, out_dir=pathlib.Path(args.out_dir), data_dir=args.data_dir,
+  seeds, runs_dir, out_dir = cifar_runs.figure3_reader_args(
+      args, "the black box source is another seed")
+  run(seeds, runs_dir=runs_dir, out_dir=out_dir, data_dir=args.data_dir,
       attack_size=args.attack_size)
-  print((pathlib.Path(args.out_dir) / "table.md").read_text())
+  print((out_dir / "table.md").read_text())
 
 
 def _define_flags() -> None:
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds whose ERM and mixup runs to attack.")
-  flags.DEFINE_string("runs_dir", None, "experiments.figure3_cpu's --runs_dir.")
-  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
-  flags.DEFINE_string("out_dir", str(RESULTS_DIR), "Where results go.")
+  """The command line (defined here, not at import, so tests can import the module)."""
+  cifar_runs.define_figure3_reader_flags("attack", RESULTS_DIR)
   flags.DEFINE_integer("attack_size", 2000, "Test images attacked.", lower_bound=1)
 
 

@@ -33,18 +33,16 @@ from experiments import cpu_flags
 
 cpu_flags.use_xnnpack()  # before JAX is imported
 
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pathlib
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 import statistics
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
-from absl import logging
 import ml_collections
 import numpy as np
 
 from experiments import cifar_runs
+from experiments import plotting
 from experiments import summary
 from experiments import sweep
 from experiments.configs import table5
@@ -85,18 +83,10 @@ def run_order(rows: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int]
 def make_config(row: str, weight_decay: str, seed: int, size: str,
                 data_dir: str | None) -> ml_collections.ConfigDict:
   """table5_cpu.py:ROW (or table5.py:ROW,WD for 'full') at `seed` with the size's overrides."""
-  if SIZES[size] is None:
-    config = table5.get_config(f"{row},{weight_decay}")
-  else:
-    config = table5_cpu.get_config(row)
-  config.seed = seed
-  if data_dir:
-    config.data_dir = data_dir
-  for field, value in (SIZES[size] or {}).items():
-    config[field] = value
-  if size == "smallest":
-    config.model_options.width = 4
-  return config
+  config = (table5.get_config(f"{row},{weight_decay}") if SIZES[size] is None
+            else table5_cpu.get_config(row))
+  return sweep.with_size(config, seed=seed, overrides=SIZES[size], data_dir=data_dir,
+                         width=4 if size == "smallest" else None)
 
 
 def train_error(config: ml_collections.ConfigDict, results: dict[str, Any]) -> dict[str, float]:
@@ -114,13 +104,16 @@ def weight_decays(size: str) -> tuple[str, ...]:
   return table5.WEIGHT_DECAYS if SIZES[size] is None else (table5_cpu.WEIGHT_DECAY,)
 
 
-def train_missing(rows: Sequence[str], seeds: Sequence[int], *, runs_dir: pathlib.Path,
-                  out_dir: pathlib.Path, size: str, data_dir: str | None) -> bool:
-  """Trains each run without kept results; False if one was preempted."""
-  return sweep.train_missing(
-      ((run_name(r, wd, s), make_config(r, wd, s, size, data_dir))
-       for wd in weight_decays(size) for r, s in run_order(rows, seeds)),
-      runs_dir=runs_dir, kept_dir=out_dir / "runs", after=train_error)
+def rows_of(args) -> list[str]:
+  """The --rows, or the CPU rows (every row at the paper's size)."""
+  return list(args.rows or (CPU_ROWS if args.size != "full" else table5.ROWS))
+
+
+def planned_runs(args) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """(run name, config) of every (row, weight decay, seed) of the flags, in training order."""
+  return [(run_name(r, wd, s), make_config(r, wd, s, args.size, args.data_dir))
+          for wd in weight_decays(args.size)
+          for r, s in run_order(rows_of(args), [int(s) for s in args.seeds])]
 
 
 def median_last(records: list[dict[str, Any]], steps_per_epoch: int, from_epoch: int) -> float:
@@ -133,10 +126,10 @@ def median_last(records: list[dict[str, Any]], steps_per_epoch: int, from_epoch:
   return statistics.median(at_ends)
 
 
-def load_runs(out_dir: pathlib.Path) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
+def load_runs(kept) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
   """{(row, weight decay): {seed: kept results + 'median_last_test_error'}}."""
   runs: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-  for name, results in sweep.load_kept(out_dir / "runs").items():
+  for name, results in kept.items():
     row, rest = name.rsplit("_wd", 1)
     weight_decay = rest.rsplit("_seed", 1)[0]
     records = results.pop("records")
@@ -275,8 +268,10 @@ def describe(config: ml_collections.ConfigDict) -> str:
           "`python -m experiments.table5_cpu`.")
 
 
-def table(stats: dict[str, Any], size: str) -> str:
+def table(runs, stats: dict[str, Any], args) -> str:
   """The markdown table beside the paper's numbers, then the verdicts."""
+  del runs
+  size = args.size
   lines = [
       "# Table 5" + ("" if size == "full" else " at CPU scale")
       + ": ablations, CIFAR-10 test error (%)",
@@ -306,11 +301,10 @@ def table(stats: dict[str, Any], size: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot(stats: dict[str, Any], path: pathlib.Path) -> None:
+def plot(runs, stats: dict[str, Any], args, path: pathlib.Path) -> None:
   """Each row's paired change from ERM, ours (with 95 % interval) beside the paper's."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  del runs, args
+  plt = plotting.pyplot()
   rows = [r for r in stats["rows"] if r.get("minus_erm")]
   if not rows:
     return
@@ -327,60 +321,24 @@ def plot(stats: dict[str, Any], path: pathlib.Path) -> None:
   ax.invert_yaxis()
   ax.set_xlabel("median test error minus ERM's (points; left of 0: better than ERM)")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)
 
 
-def write_outputs(out_dir: pathlib.Path, size: str) -> dict[str, Any] | None:
-  """results.json, table.md and ablation.png from the runs kept in out_dir/runs."""
-  runs = load_runs(out_dir)
-  if not runs:
-    logging.warning("No finished runs under %s.", out_dir / "runs")
-    return None
-  stats = aggregate(runs)
-  (out_dir / "results.json").write_text(json.dumps(stats, indent=2) + "\n")
-  (out_dir / "table.md").write_text(table(stats, size))
-  plot(stats, out_dir / "ablation.png")
-  return stats
+def check(args) -> None:
+  sweep.check_choices("rows", rows_of(args), tuple(table5.ROWS))
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  args = flags.FLAGS
-  rows = list(args.rows or (CPU_ROWS if args.size != "full" else table5.ROWS))
-  for row in rows:
-    if row not in table5.ROWS:
-      raise app.UsageError(f"--rows: {row!r} is not a row of configs/table5.py: "
-                           f"{list(table5.ROWS)}.")
-  name = "table5_full" if args.size == "full" else "table5_cpu"
-  out_dir = pathlib.Path(args.out_dir or cifar_runs.RESULTS_ROOT / name)
-  if not args.aggregate_only:
-    runs_dir = pathlib.Path(args.runs_dir or cifar_runs.DEFAULT_RUNS_DIR / name)
-    if not train_missing(rows, [int(s) for s in args.seeds], runs_dir=runs_dir,
-                         out_dir=out_dir, size=args.size, data_dir=args.data_dir):
-      logging.warning("Preempted: rerun the same command to resume.")
-  write_outputs(out_dir, args.size)
-  print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "")
-
-
-def _define_flags() -> None:
-  """The command line (defined here, not at import, so tests can import the module)."""
+def define_flags() -> None:
   flags.DEFINE_list("rows", None, "Rows of configs/table5.py to train (default: the CPU "
                     "rows, or every row for --size=full).")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
-  flags.DEFINE_string("runs_dir", None, "Workdirs of the runs (default "
-                      "$MIXUP_JAX_RUNS_DIR/table5_cpu).")
-  flags.DEFINE_string("data_dir", None, "Offline datasets (default $MIXUP_JAX_DATA_DIR).")
-  flags.DEFINE_string("out_dir", None, "Where results go (default experiments/results/"
-                      "table5_cpu, or table5_full for --size=full).")
-  flags.DEFINE_enum("size", "cpu", list(SIZES), "cpu: the committed runs; full: the "
-                    "paper's recipe at both weight decays (GPU scale); smallest: a few "
-                    "steps (the test).")
-  flags.DEFINE_bool("aggregate_only", False, "Only rebuild the table from the kept runs.")
+
+
+EXPERIMENT = sweep.Experiment(
+    name="table5_cpu", sizes=("cpu", "full", "smallest"), runs=planned_runs, load=load_runs,
+    aggregate=aggregate, table=table, plots={"ablation.png": plot}, after=train_error,
+    define_flags=define_flags, check=check,
+    folder=lambda args: "table5_full" if args.size == "full" else "table5_cpu")
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  sweep.main(EXPERIMENT)

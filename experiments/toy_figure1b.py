@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments import plotting
 from experiments.configs import default as default_config
 from mixup_jax import trainer
 from mixup_jax.data import toy
@@ -290,9 +291,7 @@ def draw_probability_map(ax, grid: np.ndarray, settings: Settings, seed: int, ti
 
 def plot(results: dict[str, Any], grids: dict[str, np.ndarray], settings: Settings, path) -> None:
   """p(y=1) maps of ERM and mixup (first seed) and both radial profiles."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
 
   seed = settings.seeds[0]
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=80, layout="constrained")
@@ -312,8 +311,7 @@ def plot(results: dict[str, Any], grids: dict[str, np.ndarray], settings: Settin
   ax.set_ylabel("p(y=1), mean over angles")
   ax.set_title("radial profile, every seed", fontsize=10)
   ax.legend(fontsize=8)
-  fig.savefig(path, bbox_inches="tight")
-  plt.close(fig)
+  plotting.save(fig, path, tight_layout=False, bbox_inches="tight")
 
 
 # ------------------------------------------------------------------------------

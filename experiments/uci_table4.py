@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import plotting
 from experiments import seed_sweep
 from experiments.configs import uci as uci_config
 from mixup_jax import models
@@ -304,9 +305,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: pathlib.Path) -> None:
   """Grouped bars per dataset: the paper's ERM / mixup beside ours (+- std)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
 
   rows = results["datasets"]
   x = np.arange(len(rows))
@@ -325,9 +324,7 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
   ax.set_ylabel("test error (%)")
   ax.set_title(f"Table 4: UCI, mean +- std over {results['settings']['num_seeds']} seeds")
   ax.legend(fontsize=8, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  plotting.save(fig, path)
 
 
 # ------------------------------------------------------------------------------

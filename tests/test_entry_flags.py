@@ -31,8 +31,10 @@ _ENTRIES = {  # entry -> (flags it must have, its --size values or None)
 
 def test_every_entry_is_listed():
   here = os.path.join(os.path.dirname(__file__), "..", "experiments")
+  # An entry runs its own main or a declared sweep under `if __name__ == "__main__":`.
+  runs = re.compile(r"^  (app\.run\(main\)|sweep\.main\(EXPERIMENT\))$", flags=re.M)
   entries = {name[:-3] for name in os.listdir(here) if name.endswith(".py")
-             and "app.run(main)" in open(os.path.join(here, name)).read()}
+             and runs.search(open(os.path.join(here, name)).read())}
   assert entries == set(_ENTRIES)  # experiments.main runs configs: test_cli.py
 
 

@@ -3,12 +3,14 @@ that read its models (Table 3, Figure 2)."""
 
 import json
 import math
+import types
 
 import pytest
 
 from experiments import figure2_between
 from experiments import figure3_cpu
 from experiments import summary
+from experiments import sweep
 from experiments import table3_figure3
 from experiments.configs import figure3_cpu as figure3_config
 from mixup_jax import trainer
@@ -65,9 +67,10 @@ def test_figure3_smallest_trains_keeps_and_aggregates_real_runs(tmp_path, data_d
                                                                compilation_cache):
   """Two methods x two seeds on real CIFAR-10; a second call trains nothing again."""
   runs_dir, out_dir = tmp_path / "runs", tmp_path / "out"
-  assert figure3_cpu.train_missing(["erm", "mixup"], [0, 1], runs_dir=runs_dir,
-                                   out_dir=out_dir, size="smallest", data_dir=str(data_dir))
-  stats = figure3_cpu.write_outputs(out_dir, "smallest")
+  args = types.SimpleNamespace(methods=["erm", "mixup"], seeds=["0", "1"], size="smallest",
+                               data_dir=str(data_dir), runs_dir=str(runs_dir),
+                               out_dir=str(out_dir), aggregate_only=False)
+  stats = sweep.run(figure3_cpu.EXPERIMENT, args)
   kept = json.loads((out_dir / "runs" / "mixup_seed1" / "results.json").read_text())
   assert kept["config"]["seed"] == 1 and kept["config"]["mixup"]["alpha"] == 1.0
   assert "checkpoint" not in kept  # machine paths stay in the workdir
@@ -107,8 +110,7 @@ def test_figure3_smallest_trains_keeps_and_aggregates_real_runs(tmp_path, data_d
 
   for workdir in runs_dir.iterdir():  # finished runs are kept: nothing is retrained
     (workdir / "results.json").unlink()
-  assert figure3_cpu.train_missing(["erm", "mixup"], [0, 1], runs_dir=runs_dir,
-                                   out_dir=out_dir, size="smallest", data_dir=str(data_dir))
+  assert sweep.run(figure3_cpu.EXPERIMENT, args) == stats
   assert not any((w / "results.json").exists() for w in runs_dir.iterdir())
 
 

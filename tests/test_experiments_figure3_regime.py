@@ -1,11 +1,13 @@
 """The memorisation-regime Figure 3 entry: its balanced subset, configs, and a real sweep."""
 
 import json
+import types
 
 import numpy as np
 import pytest
 
 from experiments import figure3_regime
+from experiments import sweep
 from experiments.configs import figure3_regime as regime_config
 from mixup_jax import data as data_lib
 from mixup_jax import trainer
@@ -68,11 +70,11 @@ def test_run_plan_asks_the_papers_question_first():
 
 def test_regime_smallest_sweep_trains_keeps_and_aggregates(tmp_path, data_dir, compilation_cache):
   out_dir = tmp_path / "out"
-  plan = figure3_regime.run_plan(["erm", "mixup"], [0, 1], [], [])
-  assert figure3_regime.sweep.train_missing(
-      figure3_regime.planned_runs(plan, "smallest", str(data_dir)),
-      runs_dir=tmp_path / "runs", kept_dir=out_dir / "runs")
-  stats = figure3_regime.write_outputs(out_dir, "smallest")
+  args = types.SimpleNamespace(methods=["erm", "mixup"], seeds=["0", "1"], curve_sizes=[],
+                               curve_seeds=[], size="smallest", data_dir=str(data_dir),
+                               runs_dir=str(tmp_path / "runs"), out_dir=str(out_dir),
+                               aggregate_only=False)
+  stats = sweep.run(figure3_regime.EXPERIMENT, args)
   erm = stats["methods"]["erm_n200"]
   assert erm["seeds"] == [0, 1] and len(erm["last_train_error"]["per_seed"]) == 2
   difference = stats["differences"]["mixup_n200"]["final_test_error"]

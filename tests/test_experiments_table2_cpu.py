@@ -1,10 +1,12 @@
 """CPU-scale Table 2: its subset and un-augmented inputs, and the sweep on real runs."""
 
 import json
+import types
 
 import numpy as np
 import pytest
 
+from experiments import sweep
 from experiments import table2_cpu
 from experiments.configs import table2_cpu as table2_cpu_config
 from mixup_jax import data as data_lib
@@ -78,12 +80,14 @@ def test_table2_cpu_smallest_trains_keeps_and_judges_real_runs(tmp_path, data_di
                                                               compilation_cache):
   """ERM and mixup at 50 % corruption, two seeds each, on real CIFAR-10 images."""
   runs_dir, out_dir = tmp_path / "runs", tmp_path / "out"
-  assert table2_cpu.train_missing([50], ["erm", "mixup"], [0, 1], runs_dir=runs_dir,
-                                  out_dir=out_dir, size="smallest", data_dir=str(data_dir))
+  args = types.SimpleNamespace(corruptions=["50"], methods=["erm", "mixup"], seeds=["0", "1"],
+                               augment=False, size="smallest", data_dir=str(data_dir),
+                               runs_dir=str(runs_dir), out_dir=str(out_dir),
+                               aggregate_only=False)
+  stats = sweep.run(table2_cpu.EXPERIMENT, args)
   kept = json.loads((out_dir / "runs" / "c50_mixup_seed1" / "results.json").read_text())
   assert kept["config"]["seed"] == 1 and kept["config"]["mixup"]["alpha"] == 32
   assert 0 <= kept["train_error_true"] <= 100 and 0 <= kept["train_error_corrupted"] <= 100
-  stats = table2_cpu.write_outputs(out_dir, "smallest")
   erm, mixup = (next(r for r in stats["rows"] if r["method"] == m) for m in ("erm", "mixup"))
   assert erm["seeds"] == [0, 1] and erm["final_test_error"]["n"] == 2
   difference = mixup["minus_erm"]["final_test_error"]
