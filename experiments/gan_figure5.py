@@ -54,9 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-import shutil
 import tempfile
 import time
 from typing import Any, Sequence
@@ -67,10 +65,10 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from experiments import cifar_runs
 from experiments import plotting
+from mixup_jax import checkpoint
 from mixup_jax import gan
 from mixup_jax import models
 from mixup_jax import optim
@@ -254,44 +252,41 @@ def _rounded(values: jax.Array) -> list[float]:
 class _Workdir:
   """Where one (target, objective) run keeps its progress, so a stopped run resumes.
 
-  progress.json holds the generator updates done, the snapshot records so far and
-  the wall time; states_<updates>/ the vmapped GanState of that moment (an Orbax
-  checkpoint); samples.npz the plotted points of each snapshot. progress.json is
-  replaced atomically and names its states, so a kill at any moment leaves the last
-  complete save.
+  A `mixup_jax.checkpoint.Checkpointer` in the run's folder: each checkpoint holds the
+  vmapped GanState after that many generator updates, and in its JSON extra the
+  snapshot records so far, the plotted points of each snapshot and the wall time.
+  Only the latest is kept; a save interrupted by a kill is skipped on restore.
   """
 
   def __init__(self, path: pathlib.Path):
     self.path = pathlib.Path(path)
 
+  def _checkpointer(self) -> checkpoint.Checkpointer:
+    return checkpoint.Checkpointer(self.path, max_to_keep=1, best_metric=None,
+                                   async_save=False)
+
   def load(self, template: gan.GanState):
     """(states, updates done, snapshot records, samples, wall time) or None."""
-    progress = self.path / "progress.json"
-    if not progress.exists():
+    if not self.path.is_dir():
       return None
-    saved = json.loads(progress.read_text())
-    with ocp.StandardCheckpointer() as checkpointer:
-      states = checkpointer.restore(self.path / saved["states"], template)
-    with np.load(self.path / "samples.npz") as arrays:
-      samples = {int(k): arrays[k] for k in arrays.files}
-    return states, saved["done"], saved["snapshots"], samples, saved["wall_time_s"]
+    if (self.path / "progress.json").exists():
+      raise ValueError(
+          f"{self.path} holds a run saved by an older version (progress.json), which this "
+          "one cannot resume: delete that folder or pass another --runs_dir.")
+    with self._checkpointer() as ckpt:
+      restored = ckpt.restore_latest(template)
+    if restored is None:
+      return None
+    extra = restored.extra
+    samples = {int(k): np.asarray(v, np.float32) for k, v in extra["samples"].items()}
+    return restored.state, restored.step, extra["snapshots"], samples, extra["wall_time_s"]
 
   def save(self, states, done: int, snapshots, samples, wall_time: float,
            finished: bool = False) -> None:
-    self.path.mkdir(parents=True, exist_ok=True)
-    name = f"states_{done}"
-    if not (self.path / name).exists():
-      with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save((self.path / name).absolute(), states)
-    np.savez(self.path / "samples.tmp.npz", **{str(k): v for k, v in samples.items()})
-    os.replace(self.path / "samples.tmp.npz", self.path / "samples.npz")
-    record = {"done": done, "states": name, "snapshots": snapshots, "wall_time_s": wall_time,
-              "finished": finished}
-    (self.path / "progress.tmp.json").write_text(json.dumps(record) + "\n")
-    os.replace(self.path / "progress.tmp.json", self.path / "progress.json")
-    for old in self.path.glob("states_*"):  # the older saves are no longer named
-      if old.name != name:
-        shutil.rmtree(old)
+    extra = {"snapshots": snapshots, "wall_time_s": wall_time, "finished": finished,
+             "samples": {str(k): np.asarray(v).tolist() for k, v in samples.items()}}
+    with self._checkpointer() as ckpt:
+      ckpt.save(done, states, extra=extra)
 
 
 def train_target(target: str, alpha: float, settings: Settings, states: gan.GanState,

@@ -108,14 +108,15 @@ def test_gan_figure5_resumes_a_stopped_run_exactly(tmp_path, monkeypatch):
   monkeypatch.setattr(gan_figure5._Workdir, "save", save_then_die_at_20)  # pylint: disable=protected-access
   with pytest.raises(KeyboardInterrupt):
     gan_figure5.run(settings, None, size="smallest", runs_dir=tmp_path)
-  progress = json.loads((tmp_path / "ring8_erm" / "progress.json").read_text())
-  assert progress["done"] == 20 and [s["iteration"] for s in progress["snapshots"]] == [10]
+  saved = gan_figure5._Workdir(tmp_path / "ring8_erm").load(  # pylint: disable=protected-access
+      gan_figure5.init_states(settings))
+  assert saved[1] == 20 and [s["iteration"] for s in saved[2]] == [10]
   monkeypatch.setattr(gan_figure5._Workdir, "save", save)  # pylint: disable=protected-access
   resumed = gan_figure5.run(settings, None, size="smallest", runs_dir=tmp_path)
   for method in ("erm", "mixup"):
     assert (resumed["targets"]["ring8"][method]["snapshots"]
             == uninterrupted["targets"]["ring8"][method]["snapshots"])
-  assert [p.name for p in (tmp_path / "ring8_erm").glob("states_*")] == ["states_30"]
+  assert [p.name for p in (tmp_path / "ring8_erm").iterdir()] == ["30"]  # the latest only
   # A finished run is read back, not trained again.
   again = gan_figure5.run(settings, None, size="smallest", runs_dir=tmp_path)
   for method in ("erm", "mixup"):
