@@ -34,6 +34,7 @@ _EXPERIMENTS = [
 ]
 _TEST = _EXPERIMENTS + [
     "pytest>=8",
+    "pytest-xdist>=3.5",  # the suite on 2 processes: its compilations are single-threaded
     "scipy>=1.11",  # Kolmogorov-Smirnov tests of the sampled weights
     "nbmake>=1.5",  # executes the notebooks in colabs/
     "nbclient>=0.9",  # (comes with nbmake; the notebook test imports it directly)

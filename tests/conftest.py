@@ -7,8 +7,10 @@ from experiments import cpu_flags  # noqa: E402  (no JAX import)
 
 # 8 simulated devices, and collectives that wait for a device thread the loaded CPU
 # holds back instead of aborting the process after XLA's default 40 s.
+_DEVICES = "--xla_force_host_platform_device_count=8"
+_FLAGS = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = cpu_flags.with_patient_collectives(
-    (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip())
+    _FLAGS if _DEVICES in _FLAGS else f"{_FLAGS} {_DEVICES}".strip())
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -18,7 +20,10 @@ _REPO = pathlib.Path(__file__).resolve().parents[1]
 # a skip otherwise. The variable is pointed at the samples for the library's own
 # default and for subprocesses and notebook kernels (absolute, as they start elsewhere).
 TEST_DATA_DIR = _REPO / "tests" / "testdata"
-_FULL = os.environ.get("MIXUP_JAX_DATA_DIR")
+# pytest-xdist's workers inherit this process's environment, so the user's value travels
+# to them under a name of its own ('' when it was not set).
+_FULL = os.environ.setdefault("MIXUP_JAX_SUITE_FULL_DATA_DIR",
+                              os.environ.get("MIXUP_JAX_DATA_DIR", ""))
 FULL_DATA_DIR = pathlib.Path(_FULL).resolve() if _FULL else None
 os.environ["MIXUP_JAX_DATA_DIR"] = str(TEST_DATA_DIR)
 
